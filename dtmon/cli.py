@@ -1,0 +1,153 @@
+"""dtmon's command line. Subcommands import only what they need (status never imports Textual)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import Config, ConfigError, default_path, load, locate
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+NO_CONFIG = """\
+dtmon: no configuration found.
+
+dtmon looks for --config PATH, then $DTMON_CONFIG, then {default}.
+Write one like this (see examples/config.toml in the dtmon repository):
+
+    refresh = 5.0
+    timeout = 5.0
+
+    [sites.chime]
+    docker = "unix:///var/run/docker.sock"
+    [sites.chime.stacks]
+    datatrail = "~/datatrail/stacks/server-compose.yaml"
+
+Or look around a simulated Datatrail world first:
+
+    dtmon demo
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 2 with one line, as config errors do
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dtmon",
+        description="Live dashboard of Datatrail's Docker Swarm stacks at every site. "
+        "Without a subcommand, opens the dashboard.",
+        epilog="Config: --config PATH, else $DTMON_CONFIG, else $XDG_CONFIG_HOME/dtmon/config.toml. "
+        "Exit codes: 0 healthy, 1 a problem was found, 2 configuration or usage error.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="config file (TOML)")
+    parser.add_argument("--version", action="version", version=f"dtmon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    status = sub.add_parser(
+        "status",
+        help="poll every site once, print the result, exit 0 when healthy, 1 on any problem",
+        description="Poll every site once and print what was found. "
+        "Exit 0 when every service is running or stopped and every site answered, 1 otherwise, 2 on a config error.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+    status.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (TOML)")
+
+    demo = sub.add_parser(
+        "demo",
+        help="open the dashboard on a built-in simulated Datatrail world",
+        description="Start a simulated Datatrail world (Docker Engine API on local unix sockets) and open the "
+        "dashboard on it. Nothing outside this machine is touched.",
+    )
+    demo.add_argument(
+        "--serve",
+        metavar="DIR",
+        help="only run the simulated world, writing its config to DIR/config.toml, until interrupted",
+    )
+
+    config = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser, required=True)
+    check = config_sub.add_parser(
+        "check",
+        help="validate the config and print what was understood",
+        description="Validate the config file and print what dtmon understood of it. Exit 0 when valid, 2 when not.",
+    )
+    check.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (TOML)")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    path = locate(args.config)
+    if path is None:
+        return None
+    return load(path)
+
+
+def describe(config: Config) -> str:
+    """What `dtmon config check` prints: the config as understood."""
+    lines = [f"config: {config.path}", f"refresh: {config.refresh:g}s  timeout: {config.timeout:g}s", "sites:"]
+    for site in config.sites:
+        lines.append(f"  {site.name}: {site.docker}" + ("  (TLS)" if site.tls else ""))
+        for stack, file in site.stacks.items():
+            services = ", ".join(site.compose_services.get(stack, {}))
+            lines.append(f"    {stack}: {file}")
+            lines.append(f"      services: {services}")
+    if not config.sites:
+        lines.append("  (none)")
+    if config.buckets:
+        lines.append(f"buckets: {config.buckets.url} include {', '.join(config.buckets.include)}")
+    if config.prometheus:
+        lines.append(f"prometheus: {config.prometheus.url} window {config.prometheus.window}")
+    d = config.deploy
+    lines.append(
+        f"actions: {'allowed' if d.allow else 'read-only'}; order {' -> '.join(d.order)}; core {d.core}; audit {d.audit}"
+    )
+    return "\n".join(lines)
+
+
+def cmd_status(config: Config, as_json: bool) -> int:
+    from .collectors.poll import snapshot
+    from .report import render_json, render_text
+
+    snap = snapshot(config)
+    print(render_json(snap) if as_json else render_text(snap))
+    return EXIT_OK if snap.healthy else EXIT_PROBLEM
+
+
+def cmd_tui(config: Config) -> int:
+    from .app import DtmonApp
+
+    DtmonApp(config).run()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(serve_dir=Path(args.serve) if args.serve else None)
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"dtmon: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if config is None:
+        print(NO_CONFIG.format(default=default_path()), file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "config":
+        print(describe(config))
+        return EXIT_OK
+    if args.command == "status":
+        return cmd_status(config, args.json)
+    return cmd_tui(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data sources. Nothing here imports Textual: collectors return plain immutable data."""

@@ -1,0 +1,43 @@
+"""One poll of every site at once, each in its own thread, none waiting for another."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from ..config import Config
+from ..model import SiteStatus, Snapshot
+from .swarm import SwarmCollector
+
+
+def poll_sites(config: Config, collectors: list[SwarmCollector] | None = None) -> tuple[SiteStatus, ...]:
+    """Every site's status; a site that has not answered within the timeout is reported unreachable."""
+    collectors = collectors or [SwarmCollector(site, config.timeout) for site in config.sites]
+    results: dict[str, SiteStatus] = {}
+
+    def run(collector: SwarmCollector) -> None:
+        results[collector.site.name] = collector.poll()
+
+    threads = [threading.Thread(target=run, args=(c,), daemon=True, name=f"poll-{c.site.name}") for c in collectors]
+    deadline = time.monotonic() + config.timeout + 0.5
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    now = datetime.now(timezone.utc)
+    out = []
+    for collector in collectors:
+        status = results.get(collector.site.name)
+        if status is None:
+            status = replace(
+                collector.last, reachable=False, error=f"timed out after {config.timeout:g}s", error_since=now
+            )
+        out.append(status)
+    return tuple(out)
+
+
+def snapshot(config: Config) -> Snapshot:
+    """A one-shot snapshot of the whole world (used by `dtmon status`)."""
+    return Snapshot(generated_at=datetime.now(timezone.utc), sites=poll_sites(config))

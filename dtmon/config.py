@@ -1,0 +1,347 @@
+"""dtmon's configuration: one typed model read from one TOML file."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+DEFAULT_ORDER = ("datatrail", "datatrail-daemons", "datatrail-client")
+
+DEFAULT_QUERIES: dict[str, str] = {
+    "replication_pending": "sum by (site) (datatrail_replication_pending_files)",
+    "replication_done": "sum by (site) (increase(datatrail_replication_completed_files_total[$window]))",
+    "replication_failed": "sum by (site) (increase(datatrail_replication_failed_files_total[$window]))",
+    "deletion_pending": "sum by (site) (datatrail_deletion_pending_files)",
+    "deletion_done": "sum by (site) (increase(datatrail_deletion_completed_files_total[$window]))",
+    "deletion_failed": "sum by (site) (increase(datatrail_deletion_failed_files_total[$window]))",
+    "targets_up": "up",
+    "push_age": "time() - push_time_seconds{job=\"metric_pusher\"}",
+    "pg_up": "pg_up",
+}
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names file, key and expectation."""
+
+
+# ---------------------------------------------------------------------------
+# The raw file shape, checked by msgspec (unknown keys and wrong types refused).
+# ---------------------------------------------------------------------------
+
+
+class _Tls(msgspec.Struct, forbid_unknown_fields=True):
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify: bool = True
+
+
+class _Site(msgspec.Struct, forbid_unknown_fields=True):
+    docker: str
+    stacks: dict[str, str] = {}
+    tls: _Tls | None = None
+
+
+class _Buckets(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    include: list[str] = msgspec.field(default_factory=lambda: ["datatrail-*"])
+    consumers: dict[str, str] = {}
+
+
+class _Prometheus(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    window: str = "24h"
+    queries: dict[str, str] = {}
+
+
+class _Deploy(msgspec.Struct, forbid_unknown_fields=True):
+    allow: bool = False
+    order: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_ORDER))
+    core: str = "datatrail"
+    announce: str = ""
+    audit: str = "~/.local/state/dtmon/audit.jsonl"
+    lock: str = ""
+
+
+class _File(msgspec.Struct, forbid_unknown_fields=True):
+    refresh: float = 5.0
+    timeout: float = 5.0
+    sites: dict[str, _Site] = {}
+    buckets: _Buckets | None = None
+    prometheus: _Prometheus | None = None
+    deploy: _Deploy = msgspec.field(default_factory=_Deploy)
+
+
+# ---------------------------------------------------------------------------
+# The typed model the rest of dtmon uses.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Client certificates for a tcp:// Docker endpoint."""
+
+    ca: Path | None = None  #: CA bundle that signed the engine's certificate
+    cert: Path | None = None  #: client certificate
+    key: Path | None = None  #: client key
+    verify: bool = True  #: check the engine's certificate against `ca`
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """One site: a Swarm reached through its manager."""
+
+    name: str  #: the site's name, e.g. "chime"
+    docker: str  #: unix://, tcp://host:port or ssh://user@host of the manager
+    stacks: dict[str, Path] = field(default_factory=dict)  #: stack name -> compose file
+    tls: TlsConfig | None = None  #: client TLS for tcp:// endpoints
+    compose_services: dict[str, dict[str, int]] = field(default_factory=dict)
+    """stack -> {service short name: desired replicas} as the compose file declares."""
+
+
+@dataclass(frozen=True)
+class BucketsConfig:
+    """The workflow system's Buckets service."""
+
+    url: str  #: base URL, e.g. http://frb-vsop.chime:8004
+    include: tuple[str, ...] = ("datatrail-*",)  #: bucket name globs to watch
+    consumers: dict[str, str] = field(default_factory=dict)  #: bucket glob -> "site/swarm_service"
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    """The Prometheus server holding Datatrail's metrics."""
+
+    url: str  #: base URL, e.g. http://frb-vsop.chime:9090
+    window: str = "24h"  #: window for rates and percent done; replaces $window in queries
+    queries: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_QUERIES))  #: PromQL per quantity
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """Guarded actions: whether they exist and the rules they follow."""
+
+    allow: bool = False  #: actions are offered only when true (or --allow-actions)
+    order: tuple[str, ...] = DEFAULT_ORDER  #: deploy order; removal is the reverse
+    core: str = "datatrail"  #: the stack every other stack depends on
+    announce: str = ""  #: webhook URL that receives a JSON POST before core downtime
+    audit: Path = Path("~/.local/state/dtmon/audit.jsonl").expanduser()  #: JSON-lines audit log
+    lock: Path | None = None  #: lock file; defaults to beside the audit log
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything dtmon was told, after validation."""
+
+    path: Path | None  #: the file this came from (None for built-in worlds)
+    refresh: float = 5.0  #: seconds between polls of each site
+    timeout: float = 5.0  #: seconds before a site's poll is given up
+    sites: tuple[SiteConfig, ...] = ()  #: in file order
+    buckets: BucketsConfig | None = None
+    prometheus: PrometheusConfig | None = None
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+
+    def site(self, name: str) -> SiteConfig:
+        """The site called `name`, or KeyError."""
+        for site in self.sites:
+            if site.name == name:
+                return site
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------
+# Locating and loading.
+# ---------------------------------------------------------------------------
+
+
+def default_path() -> Path:
+    """Where dtmon looks when neither --config nor $DTMON_CONFIG is given."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "dtmon" / "config.toml"
+
+
+def locate(explicit: str | None) -> Path | None:
+    """The config path to use: --config, else $DTMON_CONFIG, else the XDG file if it exists."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("DTMON_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    path = default_path()
+    return path if path.exists() else None
+
+
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "object": "a table",
+    "array": "an array",
+    "null": "nothing",
+}
+
+
+def _words(type_name: str) -> str:
+    parts = [p.strip().strip("`") for p in type_name.split("|")]
+    return " or ".join(_TYPE_WORDS.get(p, p) for p in parts)
+
+
+def _explain(path: Path, err: msgspec.ValidationError) -> ConfigError:
+    text = str(err)
+    where = ""
+    match = re.search(r" - at `\$(.*)`$", text)
+    if match:
+        text = text[: match.start()]
+        where = match.group(1).lstrip(".")
+        where = re.sub(r"\[['\"]?([^'\"\]]+)['\"]?\]", r".\1", where).lstrip(".")
+    if m := re.match(r"Expected `(.+)`, got `(.+)`", text):
+        detail = f"expected {_words(m.group(1))}, got {_words(m.group(2))}"
+    elif m := re.match(r"Object contains unknown field `(.+)`", text):
+        key = m.group(1)
+        where = f"{where}.{key}" if where else key
+        detail = "unknown key"
+    elif m := re.match(r"Object missing required field `(.+)`", text):
+        key = m.group(1)
+        where = f"{where}.{key}" if where else key
+        detail = "required key is missing"
+    else:
+        detail = text
+    return ConfigError(f"{path}: {where or '(top level)'}: {detail}")
+
+
+def _expand(value: str | None) -> Path | None:
+    return Path(os.path.expandvars(value)).expanduser() if value else None
+
+
+_SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://")
+
+
+def parse_compose(path: Path) -> dict[str, int]:
+    """Service short names -> desired replicas declared in a compose file; raises ValueError."""
+    import yaml  # local: only config loading needs YAML
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict) or not data["services"]:
+        raise ValueError("expected a compose file with a non-empty `services` mapping")
+    services: dict[str, int] = {}
+    for name, spec in data["services"].items():
+        spec = spec if isinstance(spec, dict) else {}
+        deploy = spec.get("deploy") if isinstance(spec.get("deploy"), dict) else {}
+        if deploy.get("mode") == "global":
+            replicas = 1
+        else:
+            raw = deploy.get("replicas", 1)
+            replicas = raw if isinstance(raw, int) and not isinstance(raw, bool) else 1
+        services[str(name)] = replicas
+    return services
+
+
+def load(path: Path) -> Config:
+    """Read, validate and type the config at `path`; raises ConfigError naming what is wrong."""
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    try:
+        raw = msgspec.convert(data, _File, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _explain(path, exc) from None
+    return _build(path, raw)
+
+
+def _positive(path: Path, key: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{path}: {key}: expected a number of seconds greater than 0, got {value}")
+    return float(value)
+
+
+def _build(path: Path, raw: _File) -> Config:
+    refresh = _positive(path, "refresh", raw.refresh)
+    timeout = _positive(path, "timeout", raw.timeout)
+    sites = []
+    for name, site in raw.sites.items():
+        key = f"sites.{name}"
+        if not site.docker.startswith(_SCHEMES):
+            raise ConfigError(
+                f"{path}: {key}.docker: expected unix://, tcp://host:port or ssh://user@host, got {site.docker!r}"
+            )
+        stacks: dict[str, Path] = {}
+        compose: dict[str, dict[str, int]] = {}
+        for stack, file in site.stacks.items():
+            compose_path = _expand(file)
+            assert compose_path is not None
+            if not compose_path.is_absolute():
+                compose_path = (path.parent / compose_path).resolve()
+            if not compose_path.is_file():
+                raise ConfigError(f"{path}: {key}.stacks.{stack}: compose file {compose_path} does not exist")
+            try:
+                compose[stack] = parse_compose(compose_path)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {key}.stacks.{stack}: {compose_path}: {exc}") from None
+            stacks[stack] = compose_path
+        tls = None
+        if site.tls is not None:
+            tls = TlsConfig(_expand(site.tls.ca), _expand(site.tls.cert), _expand(site.tls.key), site.tls.verify)
+            for part in ("ca", "cert", "key"):
+                file = getattr(tls, part)
+                if file is not None and not file.is_file():
+                    raise ConfigError(f"{path}: {key}.tls.{part}: file {file} does not exist")
+            if (tls.cert is None) != (tls.key is None):
+                raise ConfigError(f"{path}: {key}.tls: expected both `cert` and `key`, or neither")
+        sites.append(SiteConfig(name, site.docker, stacks, tls, compose))
+    buckets = None
+    if raw.buckets is not None:
+        if not raw.buckets.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: buckets.url: expected an http:// or https:// URL, got {raw.buckets.url!r}")
+        buckets = BucketsConfig(raw.buckets.url.rstrip("/"), tuple(raw.buckets.include), dict(raw.buckets.consumers))
+    prometheus = None
+    if raw.prometheus is not None:
+        if not raw.prometheus.url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{path}: prometheus.url: expected an http:// or https:// URL, got {raw.prometheus.url!r}"
+            )
+        unknown = sorted(set(raw.prometheus.queries) - set(DEFAULT_QUERIES))
+        if unknown:
+            raise ConfigError(
+                f"{path}: prometheus.queries.{unknown[0]}: unknown query; expected one of {', '.join(DEFAULT_QUERIES)}"
+            )
+        if not re.fullmatch(r"\d+[smhdwy]", raw.prometheus.window):
+            raise ConfigError(
+                f"{path}: prometheus.window: expected a Prometheus duration such as 24h, got {raw.prometheus.window!r}"
+            )
+        prometheus = PrometheusConfig(
+            raw.prometheus.url.rstrip("/"), raw.prometheus.window, {**DEFAULT_QUERIES, **raw.prometheus.queries}
+        )
+    d = raw.deploy
+    if d.core not in d.order:
+        raise ConfigError(f"{path}: deploy.core: expected one of deploy.order {d.order}, got {d.core!r}")
+    if len(set(d.order)) != len(d.order):
+        raise ConfigError(f"{path}: deploy.order: expected each stack once, got {d.order}")
+    audit = _expand(d.audit)
+    assert audit is not None
+    deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, _expand(d.lock))
+    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy)

@@ -1,0 +1,170 @@
+"""Immutable snapshots of the watched world: what collectors return and every view renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: Service states, from healthiest to the ones that need attention.
+RUNNING = "running"
+STOPPED = "stopped"
+UPDATING = "updating"
+DEGRADED = "degraded"
+DOWN = "down"
+MISSING = "missing"
+
+#: States that are not a problem.
+HEALTHY_STATES = frozenset({RUNNING, STOPPED})
+
+#: Sort rank: problems first, worst first.
+STATE_RANK = {DOWN: 0, MISSING: 1, DEGRADED: 2, UPDATING: 3, RUNNING: 4, STOPPED: 5}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One swarm task of a service, as the engine reports it."""
+
+    id: str
+    slot: int | None
+    node: str  #: node hostname (or id when unknown)
+    state: str  #: current state: running, failed, shutdown, ...
+    desired_state: str
+    since: datetime | None  #: when the task entered its current state
+    error: str | None
+    message: str
+    container_id: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One service of a watched stack at one site."""
+
+    site: str
+    stack: str
+    service: str  #: short name, as the compose file names it
+    name: str  #: swarm name, <stack>_<service>
+    mode: str  #: replicated or global ("" when missing)
+    running: int
+    desired: int
+    state: str  #: one of the state constants above
+    image: str | None  #: repository:tag, no digest
+    updated_at: datetime | None
+    error: str | None  #: the latest task error
+    error_at: datetime | None
+    failed_recent: int  #: tasks that failed in the recent window
+    expected: bool = True  #: named by the stack's compose file
+    id: str | None = None  #: swarm service id (None when missing)
+    update_message: str | None = None  #: the engine's word on a running or paused update
+
+    @property
+    def key(self) -> str:
+        """A stable id across polls."""
+        return f"{self.site}/{self.name}"
+
+    @property
+    def is_problem(self) -> bool:
+        return self.state not in HEALTHY_STATES
+
+    @property
+    def replicas(self) -> str:
+        return f"{self.running}/{self.desired}"
+
+    @property
+    def tag(self) -> str:
+        """The image tag alone (or the image when it has none)."""
+        if not self.image:
+            return ""
+        tail = self.image.rsplit("/", 1)[-1]
+        return tail.split(":", 1)[1] if ":" in tail else tail
+
+    def problem_text(self) -> str:
+        """One line for `problems`, e.g. "chime datatrail_server: down 0/1: task: non-zero exit (1)"."""
+        text = f"{self.site} {self.name}: {self.state} {self.replicas}"
+        if self.state == MISSING:
+            return f"{self.site} {self.name}: missing (in the compose file, not deployed)"
+        detail = self.error or self.update_message
+        return f"{text}: {detail}" if detail else text
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """One watched stack at one site."""
+
+    name: str
+    services: tuple[ServiceStatus, ...]
+
+    @property
+    def state(self) -> str:
+        """The worst state among the stack's services ("missing" when nothing is deployed)."""
+        if not self.services:
+            return MISSING
+        if all(s.state == MISSING for s in self.services):
+            return MISSING
+        return min((s.state for s in self.services), key=STATE_RANK.__getitem__)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One swarm node as its manager reports it."""
+
+    id: str
+    hostname: str
+    role: str
+    state: str  #: ready, down, unknown
+    availability: str  #: active, pause, drain
+    leader: bool = False
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """Everything known about one site; `stacks` stays the last good data when a poll fails."""
+
+    name: str
+    reachable: bool
+    error: str | None = None  #: why the last poll failed
+    latency_ms: float | None = None  #: duration of the last successful poll
+    polled_at: datetime | None = None  #: when the data in `stacks` was collected
+    error_since: datetime | None = None  #: first failure of the current run of failures
+    stacks: tuple[StackStatus, ...] = ()
+    nodes: tuple[NodeInfo, ...] = ()
+
+    @property
+    def services(self) -> tuple[ServiceStatus, ...]:
+        return tuple(s for stack in self.stacks for s in stack.services)
+
+    @property
+    def stale(self) -> bool:
+        """True when what is shown is older than the last attempt (the last poll failed)."""
+        return not self.reachable and self.polled_at is not None
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.reachable:
+            found.append(f"{self.name}: unreachable: {self.error}")
+        for service in self.services:
+            if service.is_problem:
+                found.append(service.problem_text())
+        return found
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole world at one moment."""
+
+    generated_at: datetime
+    sites: tuple[SiteStatus, ...] = field(default_factory=tuple)
+
+    def site(self, name: str) -> SiteStatus:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        raise KeyError(name)
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for site in self.sites for p in site.problems()]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems

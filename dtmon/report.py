@@ -1,0 +1,93 @@
+"""`dtmon status` output: JSON for scripts, a compact table for people. No Textual here."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from .model import ServiceStatus, SiteStatus, Snapshot
+
+
+def iso(when: datetime | None) -> str | None:
+    """UTC ISO 8601 with a Z, seconds precision."""
+    if when is None:
+        return None
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def service_json(s: ServiceStatus) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "stack": s.stack,
+        "service": s.service,
+        "mode": s.mode,
+        "running": s.running,
+        "desired": s.desired,
+        "state": s.state,
+        "image": s.image,
+        "error": s.error,
+        "error_at": iso(s.error_at),
+        "updated_at": iso(s.updated_at),
+        "failed_recent": s.failed_recent,
+        "expected": s.expected,
+    }
+
+
+def site_json(site: SiteStatus) -> dict[str, Any]:
+    return {
+        "name": site.name,
+        "reachable": site.reachable,
+        "error": site.error,
+        "latency_ms": site.latency_ms,
+        "polled_at": iso(site.polled_at),
+        "stacks": [
+            {"name": stack.name, "state": stack.state, "services": [service_json(s) for s in stack.services]}
+            for stack in site.stacks
+        ],
+    }
+
+
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    return {
+        "generated_at": iso(snap.generated_at),
+        "sites": [site_json(site) for site in snap.sites],
+        "problems": snap.problems,
+    }
+
+
+def render_json(snap: Snapshot) -> str:
+    return json.dumps(snapshot_json(snap), indent=2)
+
+
+def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def render_text(snap: Snapshot) -> str:
+    """A compact table per site, then the problems."""
+    lines: list[str] = []
+    for site in snap.sites:
+        if site.reachable:
+            head = f"{site.name}: ok, {site.latency_ms:.0f} ms"
+        else:
+            head = f"{site.name}: UNREACHABLE ({site.error})"
+        lines.append(head)
+        rows = [["STACK", "SERVICE", "STATE", "REPLICAS", "IMAGE", "ERROR"]]
+        for stack in site.stacks:
+            for s in stack.services:
+                state = s.state if s.expected else f"{s.state}*"
+                rows.append([stack.name, s.service, state, s.replicas, s.tag or "-", (s.error or "")[:60]])
+        if len(rows) > 1 and site.reachable:
+            lines.extend(_table(rows))
+        if any(not s.expected for s in site.services) and site.reachable:
+            lines.append("  * not in the stack's compose file")
+        lines.append("")
+    problems = snap.problems
+    if problems:
+        lines.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}:")
+        lines.extend(f"  {p}" for p in problems)
+    else:
+        lines.append("all healthy")
+    return "\n".join(lines)
