@@ -154,6 +154,7 @@ class Snapshot:
 
     generated_at: datetime
     sites: tuple[SiteStatus, ...] = field(default_factory=tuple)
+    buckets: BucketsReport | None = None  #: None when no [buckets] is configured
 
     def site(self, name: str) -> SiteStatus:
         for site in self.sites:
@@ -163,8 +164,53 @@ class Snapshot:
 
     @property
     def problems(self) -> list[str]:
-        return [p for site in self.sites for p in site.problems()]
+        found = [p for site in self.sites for p in site.problems()]
+        if self.buckets is not None:
+            found.extend(self.buckets.problems())
+        return found
 
     @property
     def healthy(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True)
+class BucketStatus:
+    """One work queue ("bucket") of the Buckets service, linked to the service that consumes it."""
+
+    name: str
+    queued: int
+    running: int
+    success: int
+    failure: int
+    total: int
+    consumer: str | None = None  #: "site/stack_service" (globs allowed), None when nobody is known to consume it
+    consumer_state: str | None = None  #: worst state of the matched consumers; None when not watched here
+    consumers: tuple[tuple[str, str], ...] = ()  #: every matched consumer: ("site/stack_service", state)
+    history: tuple[int, ...] = ()  #: queued at each poll of this session, oldest first
+    rate_per_hour: float | None = None  #: change of queued per hour; negative while draining
+    eta_seconds: float | None = None  #: time to empty at the current drain rate; None unless draining
+    growing: bool = False  #: queued kept rising over the last polls
+    problem: str | None = None  #: why this bucket needs attention, None when it does not
+
+    @property
+    def key(self) -> str:
+        """A stable id across polls."""
+        return self.name
+
+
+@dataclass(frozen=True)
+class BucketsReport:
+    """The Buckets service as last polled; `buckets` stays the last good data when a poll fails."""
+
+    url: str
+    reachable: bool
+    error: str | None = None  #: why the last poll failed, naming the URL
+    latency_ms: float | None = None  #: duration of the last successful poll
+    polled_at: datetime | None = None  #: when the data in `buckets` was collected
+    buckets: tuple[BucketStatus, ...] = ()
+
+    def problems(self) -> list[str]:
+        found = [] if self.reachable else [f"buckets: unreachable: {self.error}"]
+        found.extend(f"bucket {b.name}: {b.problem}" for b in self.buckets if b.problem)
+        return found
