@@ -155,6 +155,7 @@ class Snapshot:
     generated_at: datetime
     sites: tuple[SiteStatus, ...] = field(default_factory=tuple)
     buckets: BucketsReport | None = None  #: None when no [buckets] is configured
+    progress: ProgressReport | None = None  #: None when no [prometheus] is configured
 
     def site(self, name: str) -> SiteStatus:
         for site in self.sites:
@@ -167,6 +168,8 @@ class Snapshot:
         found = [p for site in self.sites for p in site.problems()]
         if self.buckets is not None:
             found.extend(self.buckets.problems())
+        if self.progress is not None:
+            found.extend(self.progress.problems())
         return found
 
     @property
@@ -213,4 +216,79 @@ class BucketsReport:
     def problems(self) -> list[str]:
         found = [] if self.reachable else [f"buckets: unreachable: {self.error}"]
         found.extend(f"bucket {b.name}: {b.problem}" for b in self.buckets if b.problem)
+        return found
+
+
+#: Progress kinds, in display order.
+PROGRESS_KINDS = ("replication", "deletion")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Replication or deletion at one site over the window, as Prometheus holds it.
+
+    `rate_per_hour` is the files done in the window divided by the window's length in hours (the
+    window's average, not the trend of `pending`, which also moves when new work arrives);
+    `eta_seconds` is `pending` at that rate. Values are None when their query failed or had no
+    series for the site.
+    """
+
+    site: str
+    kind: str  #: "replication" or "deletion"
+    pending: float | None  #: files waiting now
+    done: float | None  #: files completed in the window
+    failed: float | None  #: files that failed in the window
+    percent: float | None  #: done / (done + pending) * 100; None when nothing is known or both are 0
+    rate_per_hour: float | None  #: done / window hours
+    eta_seconds: float | None  #: pending / rate; 0 when nothing is pending; None when the rate is 0 or unknown
+    pending_history: tuple[float, ...] = ()  #: pending over the window (range query), oldest first
+
+    @property
+    def key(self) -> str:
+        """A stable id across polls."""
+        return f"{self.site}/{self.kind}"
+
+
+@dataclass(frozen=True)
+class FeedCheck:
+    """One check of what feeds the numbers: a scrape target's `up`, a push's age, or `pg_up`."""
+
+    name: str  #: the query that produced it: targets_up, push_age or pg_up
+    labels: tuple[tuple[str, str], ...]  #: the series' labels, sorted, without __name__
+    value: float | None  #: the query's value; None when the query returned no series
+    ok: bool
+    detail: str  #: one line for people, e.g. "target job=node instance=a:9100 down"
+
+    @property
+    def target(self) -> str:
+        """The labels as "job=x instance=y" (job and instance first)."""
+        first = [kv for k in ("job", "instance") for kv in self.labels if kv[0] == k]
+        rest = [kv for kv in self.labels if kv[0] not in ("job", "instance")]
+        return " ".join(f"{k}={v}" for k, v in first + rest)
+
+    @property
+    def key(self) -> str:
+        """A stable id across polls."""
+        return f"{self.name}/{self.target}"
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """Prometheus as last polled; `progress` and `feeds` stay the last good data when it is unreachable."""
+
+    url: str
+    reachable: bool
+    error: str | None = None  #: why the last poll failed, naming the URL
+    latency_ms: float | None = None  #: duration of the last successful poll
+    polled_at: datetime | None = None  #: the evaluation time of every query of the data shown
+    window: str = "24h"
+    progress: tuple[Progress, ...] = ()  #: per site and kind
+    feeds: tuple[FeedCheck, ...] = ()
+    query_errors: tuple[str, ...] = ()  #: "name: error" for each query that failed while the server answered
+
+    def problems(self) -> list[str]:
+        if not self.reachable:
+            return [f"prometheus: unreachable: {self.error}"]
+        found = [f"prometheus: query {e}" for e in self.query_errors]
+        found.extend(f"prometheus: {f.detail}" for f in self.feeds if not f.ok)
         return found
