@@ -242,6 +242,9 @@ def describe_error(exc: BaseException) -> str:
 
     if isinstance(exc, SwarmError):
         return str(exc)
+    if isinstance(exc, docker.errors.DockerException) and isinstance(exc.__cause__, requests.exceptions.RequestException):
+        # docker-py wraps a failed API version negotiation ("Error while fetching server API version: ...").
+        return describe_error(exc.__cause__)
     if isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.ConnectionError):

@@ -1,0 +1,247 @@
+"""dtmon against real engines: `dtmon status` and the swarm collector compared with what docker reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dtmon.collectors.swarm import SwarmCollector
+from dtmon.config import load
+
+pytestmark = pytest.mark.engine
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dtmon(*args: str, config: Path, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run `python -m dtmon --config CONFIG ARGS` as a user would; returns the process and its wall time."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DTMON_CONFIG", "DOCKER_HOST")}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "dtmon", "--config", str(config), *args],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout,
+    )
+    return proc, time.monotonic() - started
+
+
+def status_json(config: Path) -> tuple[dict, subprocess.CompletedProcess[str], float]:
+    proc, elapsed = dtmon("status", "--json", config=config)
+    assert proc.stderr == "" or "Traceback" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout), proc, elapsed
+
+
+def services(site: dict) -> dict[str, dict]:
+    return {s["name"]: s for stack in site["stacks"] for s in stack["services"]}
+
+
+def deployed_replicas(site: dict) -> dict[str, tuple[int, int]]:
+    """(running, desired) of every deployed service dtmon reported for a site."""
+    return {name: (s["running"], s["desired"]) for name, s in services(site).items() if s["state"] != "missing"}
+
+
+def site_of(report: dict, name: str) -> dict:
+    (site,) = [s for s in report["sites"] if s["name"] == name]
+    return site
+
+
+def stable_compare(world, config: Path, site_names: list[str]) -> dict:
+    """dtmon's report, taken between two identical `docker service ls` readings of every named site.
+
+    The failing service flickers through `running` for a few milliseconds per restart, so a
+    comparison is only meaningful when the engine said the same thing before and after dtmon looked.
+    """
+    for _ in range(10):
+        before = {n: world.engines[n].service_ls() for n in site_names}
+        report, _, _ = status_json(config)
+        after = {n: world.engines[n].service_ls() for n in site_names}
+        if before == after:
+            for name in site_names:
+                assert deployed_replicas(site_of(report, name)) == before[name], name
+            return report
+    pytest.fail("docker service ls never gave the same answer twice around a dtmon poll")
+
+
+def test_status_json_reports_replicas_exactly_as_docker_service_ls(world):
+    report = stable_compare(world, world.config, ["chime", "kko"])
+    assert [s["name"] for s in report["sites"]] == ["chime", "kko"]
+    for site in report["sites"]:
+        assert site["reachable"] is True and site["error"] is None
+        assert site["latency_ms"] > 0
+        assert [st["name"] for st in site["stacks"]] == list(world.compose[site["name"]])
+
+
+def test_every_compose_service_is_reported_with_image_and_mode(world):
+    report, _, _ = status_json(world.config)
+    for site in report["sites"]:
+        reported = services(site)
+        for stack, compose in world.compose[site["name"]].items():
+            from dtmon.config import parse_compose
+
+            for short in parse_compose(compose):
+                row = reported[f"{stack}_{short}"]
+                assert (row["stack"], row["service"]) == (stack, short)
+                if row["state"] != "missing":
+                    assert row["image"] == "dtmon-test/busybox:latest"
+                    assert row["mode"] == "replicated"
+
+
+def test_failing_degraded_and_missing_services_are_problems(world):
+    report, proc, _ = status_json(world.config)
+    assert proc.returncode == 1
+    chime = services(site_of(report, "chime"))
+
+    failing = chime[world.failing[1]]
+    assert failing["state"] == "down"
+    assert (failing["running"], failing["desired"]) == (0, 1)
+    assert failing["error"] == "task: non-zero exit (1)"
+    assert failing["error_at"] is not None
+    assert failing["failed_recent"] >= 1
+
+    degraded = chime[world.degraded[1]]
+    assert degraded["state"] == "degraded"
+    assert (degraded["running"], degraded["desired"]) == (1, 2)
+
+    missing = chime[world.missing[1]]
+    assert missing["state"] == "missing"
+    assert (missing["running"], missing["desired"]) == (0, 1)
+    assert missing["image"] is None
+
+    problems = report["problems"]
+    assert any(p.startswith(f"chime {world.failing[1]}: down 0/1: task: non-zero exit (1)") for p in problems), problems
+    assert any(p.startswith(f"chime {world.degraded[1]}: degraded 1/2") for p in problems), problems
+    assert any(p.startswith(f"chime {world.missing[1]}: missing") for p in problems), problems
+    # Exactly those three are problems: everything else in the world is running.
+    assert len(problems) == 3, problems
+    others = [s for name, s in chime.items() if name not in (world.failing[1], world.degraded[1], world.missing[1])]
+    assert others and all(s["state"] == "running" for s in others)
+    assert all(s["state"] == "running" for s in services(site_of(report, "kko")).values())
+
+
+def test_unexpected_service_is_marked(world):
+    report, _, _ = status_json(world.config)
+    chime = services(site_of(report, "chime"))
+    assert chime[world.unexpected[1]]["expected"] is False
+    assert chime[world.unexpected[1]]["state"] == "running"
+    assert sum(1 for s in chime.values() if not s["expected"]) == 1
+    text, _ = dtmon("status", config=world.config)
+    assert "debug_shell" in text.stdout and "running*" in text.stdout
+    assert "not in the stack's compose file" in text.stdout
+
+
+def test_healthy_only_config_exits_zero(world):
+    config = world.write_config(sites={"chime": ["datatrail"], "kko": ["datatrail-client"]})
+    report, proc, _ = status_json(config)
+    assert proc.returncode == 0, report["problems"]
+    assert report["problems"] == []
+    assert deployed_replicas(site_of(report, "chime")) == {
+        "datatrail_server": (1, 1), "datatrail_postgres_exporter": (1, 1), "datatrail_autossh_kko": (1, 1)
+    }
+    proc, _ = dtmon("status", config=config)
+    assert proc.returncode == 0
+    assert proc.stdout.rstrip().endswith("all healthy")
+
+
+def test_human_output_has_a_table_per_site(world):
+    proc, _ = dtmon("status", config=world.config)
+    assert proc.returncode == 1
+    out = proc.stdout
+    lines = out.splitlines()
+    assert any(line.startswith("chime: ok,") for line in lines)
+    assert any(line.startswith("kko: ok,") for line in lines)
+    assert sum(1 for line in lines if line.split()[:4] == ["STACK", "SERVICE", "STATE", "REPLICAS"]) == 2
+    rows = {tuple(line.split()[:4]) for line in lines if line.startswith("  ")}
+    assert ("datatrail-daemons", "inventory", "down", "0/1") in rows
+    assert ("datatrail-daemons", "replication_stager_kko", "degraded", "1/2") in rows
+    assert ("datatrail-client", "update_canfar_certificates", "missing", "0/1") in rows
+    assert ("datatrail", "server", "running", "1/1") in rows
+    assert "3 problems:" in out
+
+
+def test_hung_manager_costs_no_more_than_the_timeout(world):
+    timeout = 2.0
+    config = world.write_config(timeout=timeout)
+    chime, kko = world.engines["chime"], world.engines["kko"]
+    chime.pause()
+    try:
+        for _ in range(5):
+            before = kko.service_ls()
+            report, proc, elapsed = status_json(config)
+            if kko.service_ls() == before:
+                break
+        assert elapsed < timeout + 1.0, f"status took {elapsed:.2f}s with a {timeout:g}s timeout"
+        assert proc.returncode == 1
+        hung = site_of(report, "chime")
+        assert hung["reachable"] is False
+        assert hung["error"] in ("timed out", f"timed out after {timeout:g}s"), hung["error"]
+        assert any(p.startswith("chime: unreachable") for p in report["problems"])
+        other = site_of(report, "kko")
+        assert other["reachable"] is True and other["error"] is None
+        assert deployed_replicas(other) == before
+    finally:
+        chime.resume()
+        chime.wait_manager()
+
+
+def test_dead_manager_is_reported_and_others_complete(world):
+    timeout = 2.0
+    config = world.write_config(timeout=timeout)
+    chime, kko = world.engines["chime"], world.engines["kko"]
+    kko.kill()
+    try:
+        report = None
+        for _ in range(10):
+            before = chime.service_ls()
+            report, proc, elapsed = status_json(config)
+            if chime.service_ls() == before:
+                break
+        assert elapsed < timeout + 1.0
+        assert proc.returncode == 1
+        dead = site_of(report, "kko")
+        assert dead["reachable"] is False
+        assert dead["error"].startswith("connection failed"), dead["error"]
+        assert any(p.startswith("kko: unreachable: connection failed") for p in report["problems"])
+        alive = site_of(report, "chime")
+        assert alive["reachable"] is True
+        assert deployed_replicas(alive) == before
+    finally:
+        kko.restart()
+        kko.wait_converged({f"datatrail-client_{s}": (1, 1) for s in ("replicator", "update_canfar_certificates")})
+    # And it comes back: the same config reports kko complete again.
+    report, _, _ = status_json(config)
+    assert site_of(report, "kko")["reachable"] is True
+
+
+def test_collector_detail_has_task_history_errors_and_logs(world):
+    config = load(world.config)
+    collector = SwarmCollector(config.site("chime"), timeout=5.0)
+    try:
+        status = collector.poll()
+        assert status.reachable, status.error
+        (inventory,) = [s for s in status.services if s.name == world.failing[1]]
+
+        def enough_history() -> bool:
+            return sum(1 for t in world.engines["chime"].tasks(inventory.name) if t["Status"].get("Err")) >= 2
+
+        world.engines["chime"].wait_until(enough_history, 30, "two failed inventory tasks")
+        before = world.engines["chime"].tasks(inventory.name)
+        detail = collector.detail(inventory)
+        after = world.engines["chime"].tasks(inventory.name)
+        # The engine prunes old tasks as new ones fail: every task dtmon saw existed just before or after.
+        assert {t.id for t in detail.tasks} <= {t["ID"] for t in before + after}
+        assert len(detail.tasks) >= min(len(before), len(after))
+        failed = [t for t in detail.tasks if t.state == "failed"]
+        assert len(failed) >= 2
+        assert all(t.error == "task: non-zero exit (1)" and t.exit_code == 1 for t in failed)
+        assert all(t.slot == 1 and t.node for t in detail.tasks)
+        assert detail.logs_error is None
+        assert any("inventory: cannot reach the datatrail database" in line for line in detail.logs), detail.logs
+        (missing,) = [s for s in status.services if s.name == world.missing[1]]
+        assert collector.detail(missing).logs_error == "service is not deployed"
+    finally:
+        collector.close()
