@@ -1,0 +1,112 @@
+"""The audit log: JSON lines, one per action start, step result and outcome, each fsync'd before going on."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+START, STEP, OUTCOME = "start", "step", "outcome"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class AuditLog:
+    """Appends records to one JSON-lines file; a record is on disk before `append` returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).expanduser()
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one line, flush and fsync it (a crash after this loses nothing of it)."""
+        record = {"time": now_iso(), **record}
+        line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            data = line.encode("utf-8")
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    """Every record of the log, in order; a line that is not JSON becomes {"event": "unreadable", ...}."""
+    records = []
+    try:
+        text = Path(path).expanduser().read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+            records.append(value if isinstance(value, dict) else {"event": "unreadable", "line": number})
+        except ValueError:
+            records.append({"event": "unreadable", "line": number, "text": line[:200]})
+    return records
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "?"
+    try:
+        return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return value
+
+
+def render(records: list[dict[str, Any]], last: int | None = None) -> str:
+    """The log for people: one block per action (start, each step, outcome), oldest first."""
+    actions: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    for record in records:
+        action_id = str(record.get("id", f"line-{len(order)}"))
+        if action_id not in actions:
+            actions[action_id] = {"start": None, "steps": [], "outcome": None}
+            order.append(action_id)
+        entry = actions[action_id]
+        event = record.get("event")
+        if event == START:
+            entry["start"] = record
+        elif event == STEP:
+            entry["steps"].append(record)
+        else:
+            entry["outcome"] = record
+    if last is not None:
+        order = order[-last:]
+    if not order:
+        return "audit log is empty"
+    blocks = []
+    for action_id in order:
+        entry = actions[action_id]
+        head = entry["start"] or entry["outcome"] or {}
+        outcome = entry["outcome"]
+        result = outcome.get("outcome", "?") if outcome else "no outcome recorded (interrupted?)"
+        title = head.get("title") or f"{head.get('action', '?')} {head.get('target', '?')} at {head.get('site', '?')}"
+        who = f"{head.get('user', '?')}@{head.get('host', '?')}"
+        lines = [f"{_when(head.get('time'))}  {who}  {title}  -> {result.upper() if outcome else result}"]
+        if outcome and outcome.get("reason"):
+            lines.append(f"    reason: {outcome['reason']}")
+        commits = head.get("commits") or {}
+        for where, commit in commits.items():
+            lines.append(f"    commit {where}: {str(commit)[:12]}")
+        for step in entry["steps"]:
+            duration = step.get("duration_s")
+            took = f"{duration:.1f}s" if isinstance(duration, (int, float)) else "?"
+            lines.append(f"    {step.get('number', '?'):>2} {step.get('status', '?'):<6} {took:>7}  {step.get('command', '')}")
+            if step.get("error"):
+                lines.append(f"              error: {step['error']}")
+        if outcome and outcome.get("states"):
+            for where, state in outcome["states"].items():
+                lines.append(f"    left: {where}: {state}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

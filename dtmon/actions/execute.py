@@ -1,0 +1,435 @@
+"""Runs a plan step by step: progress callbacks, the audit log, the lock, and what a failure leaves behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, parse_compose
+from . import announce, gitrepo, restart
+from .audit import OUTCOME, START, STEP, AuditLog
+from .lock import ActionLock, lock_path, who
+from .plan import (
+    ANNOUNCE,
+    DEPLOY,
+    PULL,
+    REMOVE,
+    RESTART,
+    STACK_LABEL,
+    WAIT_CONVERGED,
+    WAIT_GONE,
+    WAIT_RUNNING,
+    Plan,
+    Step,
+    left_states,
+)
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+class StepFailed(Exception):
+    """A step that did not succeed; the message is shown to the operator and audited."""
+
+
+def docker_binary() -> str:
+    """The docker CLI to run: $DTMON_DOCKER, else `docker` on PATH."""
+    return os.environ.get("DTMON_DOCKER") or shutil.which("docker") or "docker"
+
+
+@dataclass
+class StepRun:
+    """The live state of one step."""
+
+    index: int
+    step: Step
+    status: str = PENDING
+    started: float | None = None  #: time.time()
+    ended: float | None = None
+    note: str = ""  #: progress or the command's output summary
+    error: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended or time.time()) - self.started
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    action_id: str
+    plan: Plan
+    runs: list[StepRun]
+    outcome: str  #: done, failed or stopped
+    failed_index: int | None = None
+    states: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed_step(self) -> Step | None:
+        return self.plan.steps[self.failed_index] if self.failed_index is not None else None
+
+    def summary(self) -> str:
+        """What happened, for people."""
+        lines = []
+        for run in self.runs:
+            took = f"{run.duration:.1f}s" if run.duration is not None else ""
+            lines.append(f"  {run.index + 1:>2}. {run.status:<7} {took:>7}  {run.step.title}"
+                         + (f": {run.error}" if run.error else ""))
+        lines.append(f"outcome: {self.outcome}")
+        if self.outcome != DONE:
+            for where, state in self.states.items():
+                lines.append(f"  {where}: {state}")
+        return "\n".join(lines)
+
+
+def _tail(text: str, limit: int = 1500) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+class Executor:
+    """Runs one plan once. `on_update(run)` is called (from the running thread) at every change of a step."""
+
+    def __init__(
+        self,
+        config: Config,
+        plan: Plan,
+        *,
+        audit: AuditLog | None = None,
+        on_update: Callable[[StepRun], None] | None = None,
+        docker_bin: str | None = None,
+        wait_timeout: float = 300.0,
+        interval: float = 0.5,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.plan = plan
+        self.audit = audit if audit is not None else AuditLog(config.deploy.audit)
+        self.on_update = on_update
+        self.docker_bin = docker_bin or docker_binary()
+        self.wait_timeout = wait_timeout
+        self.interval = interval
+        self.stop = stop or threading.Event()
+        self.action_id = uuid.uuid4().hex[:12]
+        self.runs = [StepRun(i, s) for i, s in enumerate(plan.steps)]
+        self._collectors: dict[str, Any] = {}
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _notify(self, run: StepRun) -> None:
+        if self.on_update is not None:
+            try:
+                self.on_update(run)
+            except Exception:  # a broken progress view must not break the action
+                pass
+
+    def _client(self, site: str):
+        from ..collectors.swarm import SwarmCollector
+
+        if site not in self._collectors:
+            self._collectors[site] = SwarmCollector(self.config.site(site), self.config.timeout)
+        return self._collectors[site].client(max(self.config.timeout, 30.0))
+
+    def _close(self) -> None:
+        for collector in self._collectors.values():
+            try:
+                collector.close()
+            except Exception:
+                pass
+        self._collectors.clear()
+
+    def _command(self, argv: tuple[str, ...], cwd: str | None = None, timeout: float = 600.0) -> str:
+        args = [self.docker_bin if argv[0] == "docker" else argv[0], *argv[1:]]
+        env = dict(os.environ, DOCKER_CLI_HINTS="false")
+        try:
+            proc = subprocess.run(
+                args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired:
+            raise StepFailed(f"{argv[0]} timed out after {timeout:g}s") from None
+        except FileNotFoundError:
+            raise StepFailed(f"{args[0]} not found") from None
+        output = _tail(proc.stdout + ("\n" if proc.stdout and proc.stderr else "") + proc.stderr)
+        if proc.returncode != 0:
+            raise StepFailed(f"exit {proc.returncode}: {output or '(no output)'}")
+        return output
+
+    # -- the steps -------------------------------------------------------------------
+
+    def _wait(self, run: StepRun, check: Callable[[], tuple[bool, str]], what: str) -> str:
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            done, note = check()
+            if note != run.note:
+                run.note = note
+                self._notify(run)
+            if done:
+                return note
+            if time.monotonic() > deadline:
+                raise StepFailed(f"gave up after {self.wait_timeout:g}s waiting for {what}: {note}")
+            if self.stop.wait(self.interval):
+                raise StepFailed(f"stopped while waiting for {what}: {note}")
+
+    def _gone(self, site: str, stack: str) -> tuple[bool, str]:
+        client = self._client(site)
+        label = {"label": f"{STACK_LABEL}={stack}"}
+        counts = (len(client.services(filters=label)), len(client.tasks(filters=label)), len(client.networks(filters=label)))
+        if not any(counts):
+            return True, "gone"
+        return False, "left: {} service(s), {} task(s), {} network(s)".format(*counts)
+
+    def _running(self, site: str, stack: str, file: str) -> tuple[bool, str]:
+        try:
+            expected = parse_compose(Path(file))
+        except ValueError as exc:
+            raise StepFailed(f"{file}: {exc}") from None
+        client = self._client(site)
+        services = client.services(filters={"label": f"{STACK_LABEL}={stack}"}, status=True)
+        found = {}
+        for svc in services:
+            name = (svc.get("Spec") or {}).get("Name", "")
+            found[name[len(stack) + 1 :] if name.startswith(stack + "_") else name] = svc
+        ready, problems = 0, []
+        for short, replicas in expected.items():
+            svc = found.get(short)
+            if svc is None:
+                problems.append(f"{stack}_{short} not created")
+                continue
+            status = svc.get("ServiceStatus") or {}
+            running, desired = int(status.get("RunningTasks", 0)), int(status.get("DesiredTasks", 0))
+            replicated = "Replicated" in ((svc.get("Spec") or {}).get("Mode") or {})
+            needed = max(desired, replicas if replicated else min(replicas, 1))
+            updating = (svc.get("UpdateStatus") or {}).get("State") in ("updating", "rollback_started")
+            if running >= needed and not updating:
+                ready += 1
+            else:
+                problems.append(f"{stack}_{short} {running}/{needed}" + (" updating" if updating else ""))
+        note = f"{ready}/{len(expected)} services running"
+        if problems:
+            note += ": " + ", ".join(problems[:4]) + (" ..." if len(problems) > 4 else "")
+            # The latest task error says why a service does not come up.
+            for short in expected:
+                svc = found.get(short)
+                if svc is None:
+                    continue
+                tasks = client.tasks(filters={"service": svc["ID"]})
+                errors = sorted(
+                    ((t.get("Status") or {}).get("Timestamp", ""), (t.get("Status") or {}).get("Err"))
+                    for t in tasks
+                    if (t.get("Status") or {}).get("Err")
+                )
+                if errors:
+                    note += f" (last task error of {stack}_{short}: {errors[-1][1]})"
+                    break
+        return not problems, note
+
+    def _run_step(self, run: StepRun) -> str:
+        step = run.step
+        if step.kind == PULL:
+            assert step.repo and step.commit
+            try:
+                return gitrepo.fast_forward(step.repo, step.commit)
+            except gitrepo.GitError as exc:
+                raise StepFailed(str(exc)) from None
+        if step.kind == ANNOUNCE:
+            assert step.url and step.payload is not None
+            try:
+                return announce.post(step.url, step.payload)
+            except announce.AnnounceError as exc:
+                raise StepFailed(str(exc)) from None
+        if step.kind == REMOVE:
+            return self._command(step.argv) or "removed"
+        if step.kind == WAIT_GONE:
+            assert step.site and step.stack
+            return self._wait(run, lambda: self._gone(step.site, step.stack), f"{step.stack} to be gone")
+        if step.kind == DEPLOY:
+            assert step.file
+            if step.repo and step.commit:
+                try:
+                    now = gitrepo.head(step.repo)
+                    changes = gitrepo.dirty(step.repo)
+                except gitrepo.GitError as exc:
+                    raise StepFailed(str(exc)) from None
+                if now != step.commit:
+                    raise StepFailed(
+                        f"{step.repo} is at {now[:12]}, not at {step.commit[:12]} as planned: make a fresh plan"
+                    )
+                if changes:
+                    raise StepFailed(f"{step.repo} has uncommitted changes since the plan: {', '.join(changes[:3])}")
+            return self._command(step.argv, cwd=str(Path(step.file).parent)) or "deployed"
+        if step.kind == WAIT_RUNNING:
+            assert step.site and step.stack and step.file
+            return self._wait(run, lambda: self._running(step.site, step.stack, step.file), f"{step.stack} to run")
+        if step.kind == RESTART:
+            assert step.site and step.service_id
+            try:
+                force = restart.force_update(self._client(step.site), step.service_id, step.service)
+            except restart.RestartError as exc:
+                raise StepFailed(str(exc)) from None
+            self._force = force
+            return f"ForceUpdate is now {force}"
+        if step.kind == WAIT_CONVERGED:
+            assert step.site and step.service_id
+            force = getattr(self, "_force", None)
+            if force is None:
+                force = int(
+                    (self._client(step.site).inspect_service(step.service_id)["Spec"].get("TaskTemplate") or {}).get(
+                        "ForceUpdate", 0
+                    )
+                )
+
+            def check() -> tuple[bool, str]:
+                try:
+                    done, note, _, _ = restart.convergence(self._client(step.site), step.service_id, force)
+                except restart.RestartError as exc:
+                    raise StepFailed(str(exc)) from None
+                return done, note
+
+            return self._wait(run, check, f"{step.service} to converge")
+        raise StepFailed(f"unknown step kind {step.kind!r}")
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Run every step in order; stop at the first failure. Never raises for a failed step."""
+        user, host = who()
+        plan = self.plan
+        self.audit.append(
+            {
+                "event": START,
+                "id": self.action_id,
+                "user": user,
+                "host": host,
+                "pid": os.getpid(),
+                "action": plan.action,
+                "site": plan.site,
+                "target": plan.target,
+                "title": plan.title + (" (resumed)" if plan.resumed_from is not None else ""),
+                "core": plan.core,
+                "snapshot_at": plan.snapshot_at,
+                "resumed_from": plan.resumed_from,
+                "plan": [s.command for s in plan.steps],
+                "commits": {f"{stack}@{site}": commit for site, stack, commit in plan.commits},
+            }
+        )
+        failed_index: int | None = None
+        outcome = "done"
+        done = 0
+        try:
+            for run in self.runs:
+                if self.stop.is_set():
+                    outcome = "stopped"
+                    break
+                run.status, run.started = RUNNING, time.time()
+                self._notify(run)
+                try:
+                    note = self._run_step(run)
+                    run.status, run.note = DONE, note or run.note
+                except StepFailed as exc:
+                    run.status, run.error = FAILED, str(exc)
+                except Exception as exc:  # an engine or OS error is a failed step, not a crash
+                    from ..collectors.swarm import describe_error
+
+                    run.status, run.error = FAILED, describe_error(exc)
+                run.ended = time.time()
+                self.audit.append(
+                    {
+                        "event": STEP,
+                        "id": self.action_id,
+                        "number": run.index + 1,
+                        "kind": run.step.kind,
+                        "site": run.step.site,
+                        "stack": run.step.stack,
+                        "command": run.step.command,
+                        "commit": run.step.commit,
+                        "status": run.status,
+                        "started": run.started,
+                        "duration_s": round(run.ended - run.started, 3),
+                        "output": run.note,
+                        "error": run.error,
+                    }
+                )
+                self._notify(run)
+                if run.status == FAILED:
+                    failed_index, outcome = run.index, "failed"
+                    break
+                done += 1
+        finally:
+            self._close()
+        states = left_states(plan, done, failed_index)
+        resume_index = failed_index if failed_index is not None else (done if done < len(plan.steps) else None)
+        resume = plan.steps[resume_index] if resume_index is not None else None
+        self.audit.append(
+            {
+                "event": OUTCOME,
+                "id": self.action_id,
+                "action": plan.action,
+                "site": plan.site,
+                "target": plan.target,
+                "outcome": outcome,
+                "failed_step": failed_index + 1 if failed_index is not None else None,
+                "resume_key": list(resume.key) if resume else None,
+                "resume_title": resume.title if resume else None,
+                "reason": self.runs[failed_index].error if failed_index is not None else None,
+                "states": states if outcome != "done" else {},
+            }
+        )
+        return RunResult(self.action_id, plan, self.runs, outcome, failed_index, states)
+
+
+def run_plan(config: Config, plan: Plan, **kwargs: Any) -> RunResult:
+    """Take the action lock (raises LockHeld), run the plan, release the lock."""
+    if not plan.ok:
+        raise ValueError(f"refused plan cannot run: {plan.refusal}")
+    with ActionLock(lock_path(config), plan.title):
+        return Executor(config, plan, **kwargs).run()
+
+
+def audit_refusal(config: Config, plan: Plan, reason: str, audit: AuditLog | None = None) -> None:
+    """Record an action that was asked for and refused (plan refused, lock held, read-only)."""
+    user, host = who()
+    (audit or AuditLog(config.deploy.audit)).append(
+        {
+            "event": OUTCOME,
+            "id": uuid.uuid4().hex[:12],
+            "user": user,
+            "host": host,
+            "pid": os.getpid(),
+            "action": plan.action,
+            "site": plan.site,
+            "target": plan.target,
+            "title": plan.title,
+            "outcome": "refused",
+            "reason": reason,
+            "plan": [s.command for s in plan.steps],
+        }
+    )
+
+
+def last_failure(config: Config, action: str, site: str, target: str) -> dict[str, Any] | None:
+    """The outcome record of the latest run of this request, when that run failed (for --resume)."""
+    from .audit import read
+
+    latest = None
+    for record in read(config.deploy.audit):
+        if (
+            record.get("event") == OUTCOME
+            and record.get("action") == action
+            and record.get("site") == site
+            and record.get("target") == target
+            and record.get("outcome") != "refused"
+        ):
+            latest = record
+    if latest and latest.get("outcome") in ("failed", "stopped") and latest.get("resume_key"):
+        return latest
+    return None

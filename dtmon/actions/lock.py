@@ -1,0 +1,131 @@
+"""One action at a time across dtmon processes: an flock on a lock file plus a record of its holder.
+
+The kernel drops an flock when its holder exits (however it dies), so a dead holder never blocks;
+the JSON record beside the lock only tells the next comer who holds it, since when and what for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..config import Config
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who runs an action now."""
+
+    user: str
+    host: str
+    pid: int
+    since: str  #: ISO 8601, UTC
+    what: str
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.host} (pid {self.pid}) since {self.since}: {self.what}"
+
+
+class LockHeld(Exception):
+    """Another dtmon process is running an action."""
+
+    def __init__(self, holder: Holder | None, path: Path) -> None:
+        self.holder = holder
+        self.path = path
+        who = holder.describe() if holder else "another process (no record of who)"
+        super().__init__(f"another action is running: {who} [lock {path}]")
+
+
+def who() -> tuple[str, str]:
+    """(user, host) of this process."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        try:
+            import pwd
+
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except (KeyError, ImportError):
+            user = str(os.getuid())
+    return user, socket.gethostname()
+
+
+def lock_path(config: Config) -> Path:
+    """The configured lock file, else `actions.lock` beside the audit log."""
+    return config.deploy.lock or config.deploy.audit.with_name("actions.lock")
+
+
+class ActionLock:
+    """`with ActionLock(path, "redeploy datatrail-client at kko"):` or acquire()/release()."""
+
+    def __init__(self, path: Path, what: str = "") -> None:
+        self.path = Path(path)
+        self.record = self.path.with_name(self.path.name + ".json")
+        self.what = what
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, what: str | None = None) -> "ActionLock":
+        """Take the lock without waiting; raises LockHeld naming the holder."""
+        if self._fd is not None:
+            raise RuntimeError("lock already acquired by this object")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockHeld(read_holder(self.path), self.path) from None
+        self._fd = fd
+        user, host = who()
+        holder = Holder(user, host, os.getpid(), datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        what if what is not None else self.what)
+        tmp = self.record.with_name(self.record.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(holder)) + "\n")
+        os.replace(tmp, self.record)
+        return self
+
+    def release(self) -> None:
+        """Drop the lock (and the holder record) if this object holds it."""
+        if self._fd is None:
+            return
+        try:
+            self.record.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "ActionLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_holder(path: Path) -> Holder | None:
+    """The holder record beside lock `path`, if any and readable."""
+    record = Path(path).with_name(Path(path).name + ".json")
+    try:
+        data = json.loads(record.read_text())
+        return Holder(str(data["user"]), str(data["host"]), int(data["pid"]), str(data["since"]), str(data["what"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def current_holder(path: Path) -> Holder | None:
+    """Who holds the lock now (None when nobody does): probes the flock, not just the record."""
+    probe = ActionLock(path)
+    try:
+        probe.acquire("probe")
+    except LockHeld as held:
+        return held.holder or Holder("?", "?", 0, "?", "unknown")
+    probe.release()  # nobody held it: drop it again (a dead holder's stale record goes too)
+    return None

@@ -1,0 +1,97 @@
+"""Rolling restart through the Engine API, as `docker service update --force` does it: ForceUpdate + 1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+_IN_PROGRESS = {"updating", "rollback_started"}
+_FAILED = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
+
+
+class RestartError(Exception):
+    """The restart was refused or did not converge; the message says why."""
+
+
+def _inspect(client: Any, service_id: str, name: str | None) -> dict[str, Any]:
+    import docker.errors
+
+    try:
+        service = client.inspect_service(service_id)
+    except docker.errors.NotFound:
+        raise RestartError(f"{name or service_id} was removed or replaced since the plan was made") from None
+    actual = (service.get("Spec") or {}).get("Name")
+    if name and actual != name:
+        raise RestartError(f"service {service_id[:12]} is now named {actual!r}, not {name!r}")
+    return service
+
+
+def force_update(client: Any, service_id: str, name: str | None = None) -> int:
+    """Bump the task template's ForceUpdate of the service the operator saw; returns the new value.
+
+    Refused while the service is already updating (or rolling back).
+    """
+    service = _inspect(client, service_id, name)
+    state = (service.get("UpdateStatus") or {}).get("State")
+    if state in _IN_PROGRESS:
+        raise RestartError(f"{name or service_id} is already updating ({state.replace('_', ' ')})")
+    spec = service["Spec"]
+    template = dict(spec.get("TaskTemplate") or {})
+    force = int(template.get("ForceUpdate") or 0) + 1
+    template["ForceUpdate"] = force
+    client.update_service(
+        service["ID"],
+        version=service["Version"]["Index"],
+        task_template=template,
+        name=spec.get("Name"),
+        labels=spec.get("Labels"),
+        mode=spec.get("Mode"),
+        update_config=spec.get("UpdateConfig"),
+        rollback_config=spec.get("RollbackConfig"),
+        endpoint_spec=spec.get("EndpointSpec"),
+    )
+    return force
+
+
+def convergence(client: Any, service_id: str, force: int) -> tuple[bool, str, int, int]:
+    """(converged, note, running tasks of the new spec, desired tasks); raises RestartError on a failed update."""
+    service = _inspect(client, service_id, None)
+    update = service.get("UpdateStatus") or {}
+    state = update.get("State")
+    if state in _FAILED:
+        raise RestartError(f"update {state.replace('_', ' ')}: {update.get('Message', '')}".rstrip(": "))
+    listed = client.services(filters={"id": service_id}, status=True)
+    desired = int(((listed[0] if listed else {}).get("ServiceStatus") or {}).get("DesiredTasks", 0))
+    tasks = client.tasks(filters={"service": service_id, "desired-state": "running"})
+    fresh = [
+        t
+        for t in tasks
+        if int(((t.get("Spec") or {}).get("ForceUpdate")) or 0) >= force
+        and (t.get("Status") or {}).get("State") == "running"
+    ]
+    done = state in (None, "completed") and len(fresh) >= desired
+    note = f"{len(fresh)}/{desired} replicas of the new spec running" + (f" (update {state})" if state else "")
+    return done, note, len(fresh), desired
+
+
+def wait_converged(
+    client: Any,
+    service_id: str,
+    force: int,
+    timeout: float = 300.0,
+    interval: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """Wait until every replica of the new spec runs; raises RestartError on failure or timeout."""
+    deadline = time.monotonic() + timeout
+    note = ""
+    while True:
+        done, note, _, _ = convergence(client, service_id, force)
+        if progress:
+            progress(note)
+        if done:
+            return note
+        if time.monotonic() > deadline:
+            raise RestartError(f"not converged after {timeout:g}s: {note}")
+        time.sleep(interval)
