@@ -1,0 +1,79 @@
+"""The audit log: appended JSON lines that survive the writer, and a rendering for people."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from dtmon.actions import announce
+from dtmon.actions.audit import AuditLog, read, render
+
+
+def test_each_record_is_one_line_on_disk_when_append_returns(tmp_path):
+    log = AuditLog(tmp_path / "state" / "audit.jsonl")
+    log.append({"event": "start", "id": "a1", "user": "alice", "host": "ops", "action": "redeploy",
+                "site": "kko", "target": "datatrail-client", "plan": ["docker stack rm x"]})
+    lines = (tmp_path / "state" / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["event"] == "start" and record["user"] == "alice" and "time" in record
+
+
+def test_records_written_before_a_crash_are_kept(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    code = (
+        "import os, sys\n"
+        "from dtmon.actions.audit import AuditLog\n"
+        "log = AuditLog(sys.argv[1])\n"
+        "log.append({'event': 'start', 'id': 'c'})\n"
+        "log.append({'event': 'step', 'id': 'c', 'number': 1, 'status': 'done'})\n"
+        "os._exit(9)  # no cleanup, no flush of Python buffers\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(path)])
+    assert proc.returncode == 9
+    records = read(path)
+    assert [r["event"] for r in records] == ["start", "step"]
+    assert "no outcome recorded" in render(records)
+
+
+def test_render_groups_an_action_with_its_steps_and_outcome(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append({"event": "start", "id": "x", "user": "bob", "host": "ops", "title": "redeploy datatrail-client at kko",
+                "commits": {"datatrail-client@kko": "abcdef1234567890"}})
+    log.append({"event": "step", "id": "x", "number": 1, "status": "done", "duration_s": 0.5,
+                "command": "docker --host unix:///k stack rm datatrail-client"})
+    log.append({"event": "step", "id": "x", "number": 2, "status": "failed", "duration_s": 1.5,
+                "command": "docker stack deploy", "error": "exit 1: invalid reference format"})
+    log.append({"event": "outcome", "id": "x", "outcome": "failed", "reason": "exit 1: invalid reference format",
+                "states": {"datatrail-client@kko": "removed; then deploy failed"}})
+    (tmp_path / "audit.jsonl").open("a").write("not json\n")
+    text = render(read(tmp_path / "audit.jsonl"))
+    assert "bob@ops  redeploy datatrail-client at kko  -> FAILED" in text
+    assert "abcdef123456" in text and "invalid reference format" in text
+    assert " 1 done      0.5s  docker --host unix:///k stack rm datatrail-client" in text
+    assert "left: datatrail-client@kko: removed; then deploy failed" in text
+    assert render(read(tmp_path / "audit.jsonl"), last=1).count("\n\n") == 0
+    assert render([]) == "audit log is empty"
+
+
+def test_announce_posts_json_and_fails_on_non_2xx():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200 if seen[-1]["who"] == "alice" else 500, text="nope")
+
+    transport = httpx.MockTransport(handler)
+    assert "200" in announce.post("http://hook.test/x", {"who": "alice"}, transport=transport)
+    with pytest.raises(announce.AnnounceError, match="HTTP 500"):
+        announce.post("http://hook.test/x", {"who": "bob"}, transport=transport)
+    assert [s["who"] for s in seen] == ["alice", "bob"]
+
+
+def test_announce_to_a_closed_port_fails():
+    with pytest.raises(announce.AnnounceError, match="failed"):
+        announce.post("http://127.0.0.1:9/hook", {"who": "x"}, timeout=2)
