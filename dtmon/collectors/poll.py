@@ -40,4 +40,12 @@ def poll_sites(config: Config, collectors: list[SwarmCollector] | None = None) -
 
 def snapshot(config: Config) -> Snapshot:
     """A one-shot snapshot of the whole world (used by `dtmon status`)."""
-    return Snapshot(generated_at=datetime.now(timezone.utc), sites=poll_sites(config))
+    from .buckets import link_consumers, start_poll
+
+    deadline = time.monotonic() + config.timeout + 0.5
+    wait_buckets = start_poll(config)  # runs while the sites are polled
+    sites = poll_sites(config)
+    buckets = wait_buckets(deadline - time.monotonic())
+    if buckets is not None:
+        buckets = link_consumers(buckets, sites)
+    return Snapshot(generated_at=datetime.now(timezone.utc), sites=sites, buckets=buckets)

@@ -1,0 +1,237 @@
+"""Buckets collector: queue depths from the workflow system's Buckets service (httpx, async), linked to consumers.
+
+The Buckets REST API as the official `workflow-core` client uses it: `GET /status/pipelines` lists
+bucket names, `GET /status/details/{name}` gives `{"total", "queued", "running", "success", "failure"}`.
+
+Each bucket is consumed by swarm services named by a pattern "site/stack_service" (shell globs allowed
+on both sides). `[buckets.consumers]` (bucket glob -> pattern) is tried first, in file order; then the
+defaults, which follow Datatrail's naming:
+
+- `datatrail-replicator-{site}-minoc` -> `{site}/datatrail-client_replicator`
+- `datatrail-replica-heal` -> `*/datatrail-client_*_healer` (both healers at every watched site: heal works
+  carry a site, so a healer down anywhere stalls part of the queue)
+- `datatrail-state-updater` -> `*/datatrail-daemons_state_updater` (wherever the daemons stack is watched:
+  chime)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timezone
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ..config import BucketsConfig, Config
+from ..model import RUNNING, STATE_RANK, BucketsReport, BucketStatus, SiteStatus
+
+#: Detail requests in flight at once.
+CONCURRENCY = 8
+
+COUNT_KEYS = ("queued", "running", "success", "failure")
+
+_DEFAULT_CONSUMERS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"datatrail-replicator-(?P<site>[A-Za-z0-9_.]+)-minoc"), "{site}/datatrail-client_replicator"),
+    (re.compile(r"datatrail-replica-heal"), "*/datatrail-client_*_healer"),
+    (re.compile(r"datatrail-state-updater"), "*/datatrail-daemons_state_updater"),
+)
+
+
+class BucketsError(Exception):
+    """The Buckets service could not be read; the message names the URL and what went wrong."""
+
+
+# ---------------------------------------------------------------------------
+# Pure functions.
+# ---------------------------------------------------------------------------
+
+
+def select(names: Iterable[str], include: Iterable[str]) -> list[str]:
+    """The bucket names matching any of the `include` globs, sorted, each once."""
+    patterns = tuple(include)
+    return sorted({name for name in names if any(fnmatchcase(name, p) for p in patterns)})
+
+
+def consumer_for(bucket: str, overrides: Mapping[str, str] | None = None) -> str | None:
+    """The "site/stack_service" pattern of the services consuming `bucket`: overrides first, then defaults."""
+    for glob, consumer in (overrides or {}).items():
+        if fnmatchcase(bucket, glob):
+            return consumer
+    for pattern, template in _DEFAULT_CONSUMERS:
+        match = pattern.fullmatch(bucket)
+        if match:
+            return template.format(**match.groupdict())
+    return None
+
+
+def parse_counts(name: str, data: Any) -> BucketStatus:
+    """A bucket's counts from its `/status/details` JSON; ValueError when the shape is not the API's."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object of counts, got {type(data).__name__}")
+    counts: dict[str, int] = {}
+    for key in (*COUNT_KEYS, "total"):
+        value = data.get(key, 0 if key != "total" else None)
+        if value is None and key == "total":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"expected {key!r} to be a count, got {value!r}")
+        counts[key] = value
+    total = counts.get("total", sum(counts[k] for k in COUNT_KEYS))
+    return BucketStatus(name=name, total=total, **{k: counts[k] for k in COUNT_KEYS})
+
+
+def _worst(states: Iterable[str]) -> str:
+    return min(states, key=lambda s: STATE_RANK.get(s, -1))
+
+
+def consumer_services(pattern: str, sites: Iterable[SiteStatus]) -> tuple[tuple[str, str], ...] | None:
+    """("site/stack_service", state) of every watched service matching `pattern`; None when no watched
+    site matches or none of them has been polled successfully yet (so the consumer's state is unknown)."""
+    site_glob, _, service_glob = pattern.partition("/")
+    matched_sites = [s for s in sites if fnmatchcase(s.name, site_glob)]
+    known = [s for s in matched_sites if s.polled_at is not None or s.reachable]
+    if not known:
+        return None
+    return tuple(
+        (f"{site.name}/{service.name}", service.state)
+        for site in known
+        for service in site.services
+        if fnmatchcase(service.name, service_glob)
+    )
+
+
+def link_consumers(report: BucketsReport, sites: Iterable[SiteStatus]) -> BucketsReport:
+    """The report with each bucket's consumer state and problem filled in from the sites' services.
+
+    A bucket with work queued whose consumer is not running (down, degraded, missing, stopped, ...) is a
+    problem. A consumer on a site that is not watched here has an unknown state and is not judged.
+    """
+    sites = tuple(sites)
+    linked = []
+    for bucket in report.buckets:
+        state: str | None = None
+        matches: tuple[tuple[str, str], ...] = ()
+        if bucket.consumer:
+            found = consumer_services(bucket.consumer, sites)
+            if found is not None:
+                matches = found
+                state = _worst(s for _, s in found) if found else "missing"
+        problem = None
+        if bucket.queued > 0 and state is not None and state != RUNNING:
+            bad = [key for key, s in matches if s != RUNNING]
+            who = ", ".join(f"{key} {s}" for key, s in matches if s != RUNNING) if bad else f"{bucket.consumer} missing"
+            problem = f"{bucket.queued} queued, consumer not running: {who}"
+        linked.append(replace(bucket, consumer_state=state, consumers=matches, problem=problem))
+    return replace(report, buckets=tuple(linked))
+
+
+# ---------------------------------------------------------------------------
+# The collector.
+# ---------------------------------------------------------------------------
+
+
+class BucketsCollector:
+    """Polls one Buckets service; `poll()` never raises and keeps the last good buckets when it fails."""
+
+    def __init__(self, cfg: BucketsConfig, timeout: float, transport: httpx.AsyncBaseTransport | None = None):
+        self.cfg = cfg
+        self.timeout = timeout
+        self._transport = transport
+        self.last = BucketsReport(url=cfg.url, reachable=False, error="not polled yet")
+
+    async def poll(self) -> BucketsReport:
+        """One poll of every watched bucket, within `timeout` seconds in all."""
+        started = time.monotonic()
+        try:
+            buckets = await asyncio.wait_for(self._fetch(), self.timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            return self._failed(f"{self.cfg.url}: no answer within {self.timeout:g}s")
+        except BucketsError as exc:
+            return self._failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a poll never raises; the error is shown instead
+            return self._failed(f"{self.cfg.url}: {type(exc).__name__}: {exc}")
+        self.last = BucketsReport(
+            url=self.cfg.url,
+            reachable=True,
+            latency_ms=(time.monotonic() - started) * 1000.0,
+            polled_at=datetime.now(timezone.utc),
+            buckets=buckets,
+        )
+        return self.last
+
+    def poll_blocking(self) -> BucketsReport:
+        """`poll()` for callers without an event loop (threads, `dtmon status`)."""
+        return asyncio.run(self.poll())
+
+    def _failed(self, error: str) -> BucketsReport:
+        self.last = replace(self.last, reachable=False, error=error)
+        return self.last
+
+    async def _fetch(self) -> tuple[BucketStatus, ...]:
+        timeout = httpx.Timeout(self.timeout)
+        async with httpx.AsyncClient(
+            base_url=self.cfg.url, timeout=timeout, transport=self._transport, trust_env=False
+        ) as client:
+            names = await self._get_json(client, "/status/pipelines")
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise BucketsError(f"{self.cfg.url}/status/pipelines: expected a JSON list of bucket names")
+            wanted = select(names, self.cfg.include)
+            gate = asyncio.Semaphore(CONCURRENCY)
+
+            async def one(name: str) -> BucketStatus:
+                path = f"/status/details/{quote(name, safe='')}"
+                async with gate:
+                    data = await self._get_json(client, path)
+                try:
+                    bucket = parse_counts(name, data)
+                except ValueError as exc:
+                    raise BucketsError(f"{self.cfg.url}{path}: malformed answer: {exc}") from None
+                return replace(bucket, consumer=consumer_for(name, self.cfg.consumers))
+
+            return tuple(await asyncio.gather(*(one(n) for n in wanted)))
+
+    async def _get_json(self, client: httpx.AsyncClient, path: str) -> Any:
+        url = f"{self.cfg.url}{path}"
+        try:
+            response = await client.get(path)
+        except httpx.TimeoutException:
+            raise BucketsError(f"{url}: no answer within {self.timeout:g}s") from None
+        except httpx.ConnectError as exc:
+            raise BucketsError(f"{url}: cannot connect: {exc or 'connection refused'}") from None
+        except httpx.HTTPError as exc:
+            raise BucketsError(f"{url}: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise BucketsError(f"{url}: HTTP {response.status_code} {response.reason_phrase}".rstrip())
+        try:
+            return response.json()
+        except ValueError:
+            raise BucketsError(f"{url}: malformed answer: not JSON ({response.text[:40]!r})") from None
+
+
+def start_poll(config: Config) -> Callable[[float], BucketsReport | None]:
+    """Start one poll of the configured Buckets service in a thread; returns `wait(seconds)` for its report.
+
+    `wait` gives None when no [buckets] is configured, and an unreachable report when the poll has not
+    finished in time, so a slow Buckets service never delays the rest of `dtmon status`.
+    """
+    if config.buckets is None:
+        return lambda _seconds: None
+    collector = BucketsCollector(config.buckets, config.timeout)
+    result: list[BucketsReport] = []
+    thread = threading.Thread(target=lambda: result.append(collector.poll_blocking()), daemon=True, name="poll-buckets")
+    thread.start()
+
+    def wait(seconds: float) -> BucketsReport:
+        thread.join(max(0.0, seconds))
+        if result:
+            return result[0]
+        return replace(collector.last, error=f"{collector.cfg.url}: no answer within {config.timeout:g}s")
+
+    return wait

@@ -1,0 +1,92 @@
+"""Drive the official Buckets client (`workflow-core`) against a Buckets service; prints one JSON line.
+
+Run with the python of the separate workflow-core venv (it needs rich<14, dtmon's textual needs rich>=14.2),
+never imported by the tests themselves::
+
+    python workflow_client.py URL deposit PIPELINE COUNT [--site SITE] [--priority N]
+    python workflow_client.py URL withdraw PIPELINE COUNT [--finish success|failure|running]
+    python workflow_client.py URL status PIPELINE
+    python workflow_client.py URL pipelines
+
+It writes a throwaway workflow workspace naming URL as the buckets backend, under a private HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _workspace(url: str) -> None:
+    """A private HOME whose workflow workspace points the buckets backend at `url`."""
+    home = Path(tempfile.mkdtemp(prefix="wfclient-"))
+    os.environ["HOME"] = str(home)
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        os.environ.pop(key, None)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "*"
+    config = home / ".config" / "workflow"
+    config.mkdir(parents=True)
+    (config / "workspace.yml").write_text(
+        f"workspace: dtmon-tests\nsites:\n  - chime\n  - kko\n  - gbo\n  - hco\nhttp:\n  baseurls:\n    buckets: {url}\n"
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    sub = parser.add_subparsers(dest="action", required=True)
+    deposit = sub.add_parser("deposit")
+    deposit.add_argument("pipeline")
+    deposit.add_argument("count", type=int)
+    deposit.add_argument("--site", default="chime")
+    deposit.add_argument("--priority", type=int, default=3)
+    withdraw = sub.add_parser("withdraw")
+    withdraw.add_argument("pipeline")
+    withdraw.add_argument("count", type=int)
+    withdraw.add_argument("--finish", choices=["success", "failure", "running"], default="success")
+    status = sub.add_parser("status")
+    status.add_argument("pipeline")
+    sub.add_parser("pipelines")
+    args = parser.parse_args(argv)
+    _workspace(args.url)
+
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from workflow.definitions.work import Work
+    from workflow.http.context import HTTPContext
+
+    http = HTTPContext(backends=["buckets"])
+    if http.buckets is None:
+        print(json.dumps({"error": f"workflow-core could not validate {args.url} (HEAD /version)"}))
+        return 1
+    if args.action == "deposit":
+        ids: list[str] = []
+        for _ in range(args.count):
+            work = Work(pipeline=args.pipeline, site=args.site, user="dtmon-tests", priority=args.priority)
+            ids.extend(work.deposit(return_ids=True, http=http))
+        print(json.dumps({"deposited": ids}))
+    elif args.action == "withdraw":
+        withdrawn: list[str] = []
+        for _ in range(args.count):
+            work = Work.withdraw(pipeline=args.pipeline, http=http)
+            if work is None:
+                break
+            if args.finish != "running":
+                work.status = args.finish
+                work.update()
+            withdrawn.append(str(work.id))
+        print(json.dumps({"withdrawn": withdrawn}))
+    elif args.action == "status":
+        print(json.dumps(http.buckets.status(pipeline=args.pipeline)))
+    else:
+        print(json.dumps(http.buckets.pipelines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
