@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from .model import ServiceStatus, SiteStatus, Snapshot
+from .model import BucketsReport, BucketStatus, ServiceStatus, SiteStatus, Snapshot
 
 
 def iso(when: datetime | None) -> str | None:
@@ -52,6 +52,7 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     return {
         "generated_at": iso(snap.generated_at),
         "sites": [site_json(site) for site in snap.sites],
+        **buckets_json(snap.buckets),
         "problems": snap.problems,
     }
 
@@ -84,6 +85,7 @@ def render_text(snap: Snapshot) -> str:
         if any(not s.expected for s in site.services) and site.reachable:
             lines.append("  * not in the stack's compose file")
         lines.append("")
+    lines.extend(buckets_text(snap.buckets))
     problems = snap.problems
     if problems:
         lines.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}:")
@@ -91,3 +93,63 @@ def render_text(snap: Snapshot) -> str:
     else:
         lines.append("all healthy")
     return "\n".join(lines)
+
+
+def bucket_json(b: BucketStatus) -> dict[str, Any]:
+    return {
+        "name": b.name,
+        "queued": b.queued,
+        "running": b.running,
+        "success": b.success,
+        "failure": b.failure,
+        "total": b.total,
+        "consumer": b.consumer,
+        "consumer_state": b.consumer_state,
+        "consumers": [{"service": key, "state": state} for key, state in b.consumers],
+        "rate_per_hour": b.rate_per_hour,
+        "eta_seconds": b.eta_seconds,
+        "growing": b.growing,
+        "problem": b.problem,
+    }
+
+
+def buckets_json(report: BucketsReport | None) -> dict[str, Any]:
+    """`buckets` (one object per bucket) and `buckets_source` (the service itself; null when not configured)."""
+    if report is None:
+        return {"buckets": [], "buckets_source": None}
+    source = {
+        "url": report.url,
+        "reachable": report.reachable,
+        "error": report.error,
+        "latency_ms": report.latency_ms,
+        "polled_at": iso(report.polled_at),
+    }
+    return {"buckets": [bucket_json(b) for b in report.buckets], "buckets_source": source}
+
+
+def buckets_text(report: BucketsReport | None) -> list[str]:
+    """The buckets table for people, with a blank line after it; nothing when not configured."""
+    if report is None:
+        return []
+    from .queue_trend import format_eta, format_rate
+
+    if report.reachable:
+        lines = [f"buckets {report.url}: ok, {report.latency_ms:.0f} ms"]
+    else:
+        lines = [f"buckets {report.url}: UNREACHABLE ({report.error})"]
+    rows = [["BUCKET", "QUEUED", "RUNNING", "SUCCESS", "FAILURE", "TOTAL", "RATE", "ETA", "CONSUMER", "STATE"]]
+    for b in report.buckets:
+        state = b.consumer_state or ("-" if b.consumer else "")
+        marks = ("!" if b.problem else "") + ("^" if b.growing else "")
+        rows.append(
+            [f"{b.name}{marks}", str(b.queued), str(b.running), str(b.success), str(b.failure), str(b.total),
+             format_rate(b.rate_per_hour), format_eta(b.eta_seconds), b.consumer or "-", state]
+        )
+    if len(rows) > 1 and report.reachable:
+        lines.extend(_table(rows))
+    elif report.reachable:
+        lines.append("  (no bucket matches)")
+    if report.reachable and any(b.problem or b.growing for b in report.buckets):
+        lines.append("  ! work waiting, consumer not running   ^ queue keeps growing")
+    lines.append("")
+    return lines
