@@ -192,13 +192,54 @@ def _words(type_name: str) -> str:
     return " or ".join(_TYPE_WORDS.get(p, p) for p in parts)
 
 
-def _explain(path: Path, err: msgspec.ValidationError) -> ConfigError:
+#: Value types of the file's tables keyed by user-chosen names ("*" stands for any key).
+_KEYED_TABLES: dict[str, type] = {
+    "sites": _Site,
+    "sites.*.stacks": str,
+    "buckets.consumers": str,
+    "prometheus.queries": str,
+}
+
+
+def _converts(value: object, kind: type) -> bool:
+    try:
+        msgspec.convert(value, kind, strict=False)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _name_keys(where: str, data: object) -> str:
+    """Replace msgspec's `[...]` (a table key it does not name) with the key: the first entry that fails."""
+    names: list[str] = []
+    pattern: list[str] = []
+    node = data
+    for part in re.findall(r"\[\.\.\.\]|\[[^\]]*\]|[^.\[]+", where):
+        if part == "[...]":
+            kind = _KEYED_TABLES.get(".".join(pattern))
+            bad = None
+            if kind is not None and isinstance(node, dict):
+                bad = next((k for k, v in node.items() if not _converts(v, kind)), None)
+            names.append(str(bad) if bad is not None else "*")
+            pattern.append("*")
+            node = node.get(bad) if isinstance(node, dict) and bad is not None else None
+        elif part.startswith("["):
+            names[-1:] = [(names[-1] if names else "") + part]
+            node = None
+        else:
+            names.append(part)
+            pattern.append(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(names)
+
+
+def _explain(path: Path, err: msgspec.ValidationError, data: object = None) -> ConfigError:
     text = str(err)
     where = ""
     match = re.search(r" - at `\$(.*)`$", text)
     if match:
         text = text[: match.start()]
-        where = match.group(1).lstrip(".")
+        where = _name_keys(match.group(1).lstrip("."), data)
         where = re.sub(r"\[['\"]?([^'\"\]]+)['\"]?\]", r".\1", where).lstrip(".")
     if m := re.match(r"Expected `(.+)`, got `(.+)`", text):
         detail = f"expected {_words(m.group(1))}, got {_words(m.group(2))}"
@@ -269,7 +310,7 @@ def load(path: Path) -> Config:
     try:
         raw = msgspec.convert(data, _File, strict=False)
     except msgspec.ValidationError as exc:
-        raise _explain(path, exc) from None
+        raise _explain(path, exc, data) from None
     return _build(path, raw)
 
 
@@ -317,6 +358,11 @@ def _build(path: Path, raw: _File) -> Config:
     if raw.buckets is not None:
         if not raw.buckets.url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}: buckets.url: expected an http:// or https:// URL, got {raw.buckets.url!r}")
+        for glob, consumer in raw.buckets.consumers.items():
+            if consumer.count("/") != 1 or not all(consumer.split("/")):
+                raise ConfigError(
+                    f'{path}: buckets.consumers."{glob}": expected "site/stack_service" (globs allowed), got {consumer!r}'
+                )
         buckets = BucketsConfig(raw.buckets.url.rstrip("/"), tuple(raw.buckets.include), dict(raw.buckets.consumers))
     prometheus = None
     if raw.prometheus is not None:
