@@ -1,0 +1,166 @@
+"""Config loading: what a good file becomes, and the one clear message every bad file gets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dtmon import cli
+from dtmon.config import ConfigError, load, locate
+
+COMPOSE = """\
+version: "3.8"
+services:
+  server:
+    image: chimefrb/maestro-datatrail:latest
+  postgres_exporter:
+    image: prometheuscommunity/postgres-exporter
+    deploy:
+      replicas: 2
+  autossh_kko:
+    image: chimefrb/autossh
+    deploy:
+      mode: global
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "server-compose.yaml").write_text(COMPOSE)
+    return tmp_path
+
+
+def write(tree: Path, text: str) -> Path:
+    path = tree / "config.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+refresh = 2.5
+timeout = 4
+
+[sites.kko]
+docker = "unix:///run/kko.sock"
+[sites.kko.stacks]
+datatrail-client = "stacks/server-compose.yaml"
+
+[sites.chime]
+docker = "tcp://frb-vsop.chime:2376"
+[sites.chime.stacks]
+datatrail-daemons = "stacks/server-compose.yaml"
+datatrail = "stacks/server-compose.yaml"
+
+[sites.gbo]
+docker = "ssh://frbadmin@aux.gbo"
+"""
+
+
+def test_good_config_keeps_site_and_stack_order_and_resolves_paths(tree):
+    config = load(write(tree, GOOD))
+    assert [s.name for s in config.sites] == ["kko", "chime", "gbo"]
+    assert (config.refresh, config.timeout) == (2.5, 4.0)
+    chime = config.site("chime")
+    assert list(chime.stacks) == ["datatrail-daemons", "datatrail"]
+    assert chime.stacks["datatrail"] == (tree / "stacks" / "server-compose.yaml").resolve()
+    assert chime.compose_services["datatrail"] == {"server": 1, "postgres_exporter": 2, "autossh_kko": 1}
+    assert config.site("gbo").stacks == {}
+    with pytest.raises(KeyError):
+        config.site("hco")
+
+
+def test_compose_path_expands_home_and_variables(tree, monkeypatch):
+    monkeypatch.setenv("DT_STACKS", str(tree / "stacks"))
+    path = write(tree, '[sites.chime]\ndocker = "unix:///x.sock"\n[sites.chime.stacks]\n'
+                       'datatrail = "$DT_STACKS/server-compose.yaml"\n')
+    assert load(path).site("chime").stacks["datatrail"] == tree / "stacks" / "server-compose.yaml"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("refresh = 5\ntimeout = \n", "TOML syntax error"),
+        ('[sites.chime]\ndockr = "unix:///x.sock"\n', "sites.chime.dockr: unknown key"),
+        ('colour = "blue"\n', "colour: unknown key"),
+        ('timeout = "fast"\n', "timeout: expected a number, got a string"),
+        ("[sites.kko]\ndocker = 2376\n", "sites.kko.docker: expected a string, got an integer"),
+        ("[sites.kko]\n", "sites.kko.docker: required key is missing"),
+        ('[sites.kko]\ndocker = "unix:///x"\nstacks = ["a"]\n', "sites.kko.stacks: expected a table, got an array"),
+        ('[sites.kko]\ndocker = "aux.kko:2376"\n', "sites.kko.docker: expected unix://, tcp://host:port or ssh://user@host"),
+        ("refresh = 0\n", "refresh: expected a number of seconds greater than 0"),
+        ('[sites.kko]\ndocker = "unix:///x"\n[sites.kko.stacks]\ndatatrail-client = "stacks/nope.yaml"\n',
+         "sites.kko.stacks.datatrail-client: compose file {tree}/stacks/nope.yaml does not exist"),
+    ],
+)
+def test_bad_config_message_names_file_key_and_expectation(tree, text, expected):
+    path = write(tree, text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert expected.format(tree=tree) in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "compose, expected",
+    [
+        ("services:\n  server:\n\timage: x\n", "not valid YAML (line 3, column 1): found character '\\t'"),
+        ("services: {}\n", "expected a compose file with a non-empty `services` mapping"),
+        ("- just\n- a list\n", "expected a compose file with a non-empty `services` mapping"),
+    ],
+)
+def test_unparsable_compose_file_names_config_key_and_compose_file(tree, compose, expected):
+    bad = tree / "stacks" / "broken.yaml"
+    bad.write_text(compose)
+    path = write(tree, f'[sites.chime]\ndocker = "unix:///x"\n[sites.chime.stacks]\ndatatrail = "{bad}"\n')
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: sites.chime.stacks.datatrail: {bad}: ")
+    assert expected in message
+
+
+def test_config_check_prints_what_it_understood(tree, capsys):
+    path = write(tree, GOOD)
+    assert cli.main(["config", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("kko: unix:///run/kko.sock") < out.index("chime: tcp://frb-vsop.chime:2376") < out.index("gbo:")
+    assert "services: server, postgres_exporter, autossh_kko" in out
+    assert "refresh: 2.5s  timeout: 4s" in out
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["status"], ["status", "--json"]])
+def test_bad_config_exits_2_with_one_line_and_no_traceback(tree, command):
+    path = write(tree, "[sites.kko]\ndocker = 2376\n")
+    env = {k: v for k, v in os.environ.items() if k != "DTMON_CONFIG"}
+    proc = subprocess.run([sys.executable, "-m", "dtmon", "--config", str(path), *command],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"dtmon: config error: {path}: sites.kko.docker: expected a string, got an integer"
+
+
+def test_missing_config_file_exits_2(tree, capsys):
+    assert cli.main(["--config", str(tree / "absent.toml"), "status"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tree / 'absent.toml'}: no such file" in err
+
+
+def test_locate_order(tree, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tree / "xdg"))
+    monkeypatch.delenv("DTMON_CONFIG", raising=False)
+    assert locate(None) is None  # nothing there yet
+    xdg = tree / "xdg" / "dtmon" / "config.toml"
+    xdg.parent.mkdir(parents=True)
+    xdg.write_text("")
+    assert locate(None) == xdg
+    monkeypatch.setenv("DTMON_CONFIG", str(tree / "env.toml"))
+    assert locate(None) == tree / "env.toml"
+    assert locate(str(tree / "flag.toml")) == tree / "flag.toml"

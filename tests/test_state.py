@@ -1,0 +1,200 @@
+"""Pure state computation: engine JSON (hand-made, shaped like API 1.41 answers) -> snapshot pieces."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from dtmon.collectors.swarm import build_stacks, parse_time, service_state, short_image
+from dtmon.config import SiteConfig
+from dtmon.model import DEGRADED, DOWN, MISSING, RUNNING, STOPPED, UPDATING
+
+NOW = datetime(2026, 11, 25, 21, 40, 0, tzinfo=timezone.utc)
+LABEL = "com.docker.stack.namespace"
+
+
+def stamp(ago: timedelta) -> str:
+    """An engine-style timestamp (nanoseconds, Z) `ago` before NOW."""
+    return (NOW - ago).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+
+
+def engine_service(stack: str, short: str, running: int, desired: int, *, sid: str | None = None,
+                   image: str = "chimefrb/maestro-datatrail:latest@sha256:" + "ab" * 32,
+                   mode: dict | None = None, update: dict | None = None) -> dict:
+    svc = {
+        "ID": sid or f"id-{stack}-{short}",
+        "UpdatedAt": "2026-11-25T20:00:00.5Z",
+        "Spec": {
+            "Name": f"{stack}_{short}",
+            "Labels": {LABEL: stack},
+            "Mode": mode or {"Replicated": {"Replicas": desired}},
+            "TaskTemplate": {"ContainerSpec": {"Image": image}},
+        },
+        "ServiceStatus": {"RunningTasks": running, "DesiredTasks": desired},
+    }
+    if update is not None:
+        svc["UpdateStatus"] = update
+    return svc
+
+
+def engine_task(service_id: str, state: str, ago: timedelta, err: str | None = None, slot: int = 1) -> dict:
+    status = {"Timestamp": stamp(ago), "State": state, "Message": state}
+    if err:
+        status["Err"] = err
+    return {"ID": f"t-{service_id}-{state}-{ago.total_seconds()}", "ServiceID": service_id, "Slot": slot,
+            "NodeID": "node1", "Status": status, "DesiredState": "running"}
+
+
+def site(stacks: dict[str, dict[str, int]]) -> SiteConfig:
+    return SiteConfig(
+        name="chime",
+        docker="unix:///x.sock",
+        stacks={name: Path(f"/compose/{name}.yaml") for name in stacks},
+        compose_services=stacks,
+    )
+
+
+@pytest.mark.parametrize(
+    "running, desired, update_state, expected",
+    [
+        (1, 1, None, RUNNING),
+        (3, 3, "completed", RUNNING),
+        (4, 3, None, RUNNING),  # an old task still shutting down while the new one runs
+        (0, 0, None, STOPPED),
+        (0, 1, None, DOWN),
+        (1, 2, None, DEGRADED),
+        (2, 3, "rollback_completed", DEGRADED),
+        (0, 1, "updating", UPDATING),
+        (1, 1, "rollback_started", UPDATING),
+        (0, 0, "updating", UPDATING),
+        (0, 1, "paused", DOWN),
+        (1, 1, "rollback_paused", RUNNING),
+    ],
+)
+def test_service_state(running, desired, update_state, expected):
+    assert service_state(running, desired, update_state) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-11-25T21:40:00.123456789Z", datetime(2026, 11, 25, 21, 40, 0, 123456, tzinfo=timezone.utc)),
+        ("2026-11-25T21:40:00Z", datetime(2026, 11, 25, 21, 40, tzinfo=timezone.utc)),
+        ("2026-11-25T21:40:00.5Z", datetime(2026, 11, 25, 21, 40, 0, 500000, tzinfo=timezone.utc)),
+        ("2026-11-25T16:40:00.25-05:00", datetime(2026, 11, 25, 21, 40, 0, 250000, tzinfo=timezone.utc)),
+        ("2026-11-25T23:40:00+02:00", datetime(2026, 11, 25, 21, 40, tzinfo=timezone.utc)),
+        ("2026-11-25T21:40:00", datetime(2026, 11, 25, 21, 40, tzinfo=timezone.utc)),
+        ("0001-01-01T00:00:00Z", None),
+        ("", None),
+        (None, None),
+        ("yesterday", None),
+    ],
+)
+def test_parse_time(text, expected):
+    got = parse_time(text)
+    assert got == expected
+    if got is not None:
+        assert got.utcoffset() is not None
+
+
+def test_short_image_drops_the_digest():
+    assert short_image("chimefrb/maestro-datatrail:latest@sha256:" + "0" * 64) == "chimefrb/maestro-datatrail:latest"
+    assert short_image("registry:5000/x/y:1.2") == "registry:5000/x/y:1.2"
+    assert short_image(None) is None
+
+
+def test_build_stacks_counts_states_errors_and_failures():
+    cfg = site({"datatrail-daemons": {"inventory": 1, "state_updater": 1, "replication_stager_kko": 2}})
+    services = [
+        engine_service("datatrail-daemons", "inventory", 0, 1),
+        engine_service("datatrail-daemons", "state_updater", 1, 1),
+        engine_service("datatrail-daemons", "replication_stager_kko", 1, 2),
+    ]
+    inv = "id-datatrail-daemons-inventory"
+    tasks = [
+        engine_task(inv, "failed", timedelta(minutes=1), "task: non-zero exit (1)"),
+        engine_task(inv, "failed", timedelta(minutes=3), "task: non-zero exit (2)"),
+        engine_task(inv, "rejected", timedelta(minutes=30), "No such image"),  # too old to count as recent
+        engine_task(inv, "shutdown", timedelta(minutes=2)),
+        engine_task("id-datatrail-daemons-state_updater", "running", timedelta(hours=2)),
+    ]
+    (stack,) = build_stacks(cfg, services, tasks, NOW)
+    assert stack.name == "datatrail-daemons"
+    rows = {s.service: s for s in stack.services}
+
+    inventory = rows["inventory"]
+    assert (inventory.state, inventory.running, inventory.desired) == (DOWN, 0, 1)
+    assert inventory.error == "task: non-zero exit (1)"  # the latest error, not the first listed
+    assert inventory.error_at == NOW - timedelta(minutes=1) + timedelta(microseconds=0)
+    assert inventory.failed_recent == 2
+    assert inventory.image == "chimefrb/maestro-datatrail:latest"
+    assert inventory.mode == "replicated"
+    assert inventory.name == "datatrail-daemons_inventory" and inventory.site == "chime"
+    assert inventory.id == inv
+    assert inventory.updated_at == datetime(2026, 11, 25, 20, 0, 0, 500000, tzinfo=timezone.utc)
+
+    assert rows["state_updater"].state == RUNNING
+    assert rows["state_updater"].error is None and rows["state_updater"].failed_recent == 0
+    assert rows["replication_stager_kko"].state == DEGRADED
+    assert rows["replication_stager_kko"].replicas == "1/2"
+    # Problems first, worst first.
+    assert [s.service for s in stack.services] == ["inventory", "replication_stager_kko", "state_updater"]
+
+
+def test_build_stacks_marks_missing_and_unexpected_and_ignores_other_stacks():
+    cfg = site({
+        "datatrail": {"server": 1},
+        "datatrail-client": {"replicator": 1, "update_canfar_certificates": 1, "deletion_healer": 3},
+    })
+    services = [
+        engine_service("datatrail-client", "replicator", 1, 1),
+        engine_service("datatrail-client", "debug_shell", 1, 1),
+        engine_service("monitoring", "grafana", 0, 1),  # a stack nobody asked about
+    ]
+    stacks = build_stacks(cfg, services, [], NOW)
+    assert [s.name for s in stacks] == ["datatrail", "datatrail-client"]  # config order, even when empty
+
+    core = stacks[0]
+    assert [(s.service, s.state, s.desired, s.id) for s in core.services] == [("server", MISSING, 1, None)]
+    assert core.state == MISSING
+
+    client = {s.service: s for s in stacks[1].services}
+    assert set(client) == {"replicator", "debug_shell", "update_canfar_certificates", "deletion_healer"}
+    assert client["debug_shell"].expected is False and client["debug_shell"].state == RUNNING
+    assert client["replicator"].expected is True
+    assert client["update_canfar_certificates"].state == MISSING
+    assert client["deletion_healer"].state == MISSING and client["deletion_healer"].desired == 3
+    assert client["deletion_healer"].problem_text() == "chime datatrail-client_deletion_healer: missing (in the compose file, not deployed)"
+    assert stacks[1].state == MISSING  # the worst of its services
+    assert all(s.name != "monitoring_grafana" for st in stacks for s in st.services)
+
+
+def test_build_stacks_global_and_stopped_and_updating():
+    cfg = site({"datatrail-client": {"replicator": 1, "event_registration": 1, "replication_healer": 1}})
+    services = [
+        engine_service("datatrail-client", "replicator", 2, 2, mode={"Global": {}}),
+        engine_service("datatrail-client", "event_registration", 0, 0),
+        engine_service("datatrail-client", "replication_healer", 1, 1,
+                       update={"State": "updating", "Message": "update in progress"}),
+    ]
+    rows = {s.service: s for s in build_stacks(cfg, services, [], NOW)[0].services}
+    assert rows["replicator"].mode == "global" and rows["replicator"].state == RUNNING
+    assert rows["event_registration"].state == STOPPED and not rows["event_registration"].is_problem
+    healer = rows["replication_healer"]
+    assert healer.state == UPDATING and healer.is_problem
+    assert healer.update_message == "update updating: update in progress"
+    assert healer.problem_text() == "chime datatrail-client_replication_healer: updating 1/1: update updating: update in progress"
+
+
+def test_build_stacks_tasks_of_other_services_do_not_leak():
+    cfg = site({"datatrail-client": {"replicator": 1, "deletion_healer": 1}})
+    services = [
+        engine_service("datatrail-client", "replicator", 1, 1),
+        engine_service("datatrail-client", "deletion_healer", 1, 1),
+    ]
+    tasks = [engine_task("id-datatrail-client-replicator", "failed", timedelta(seconds=5), "boom")]
+    rows = {s.service: s for s in build_stacks(cfg, services, tasks, NOW)[0].services}
+    assert rows["replicator"].error == "boom" and rows["replicator"].failed_recent == 1
+    assert rows["deletion_healer"].error is None and rows["deletion_healer"].failed_recent == 0
