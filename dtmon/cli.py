@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="PATH", help="config file (TOML)")
     parser.add_argument("--version", action="version", version=f"dtmon {__version__}")
+    parser.add_argument(
+        "--allow-actions", action="store_true", help="enable restarts and redeploys for this run (else [deploy] allow)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     status = sub.add_parser(
@@ -78,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate the config file and print what dtmon understood of it. Exit 0 when valid, 2 when not.",
     )
     check.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (TOML)")
+
+    from .actions.cli import add_parsers as add_action_parsers  # restart, redeploy, plan, audit
+
+    add_action_parsers(sub)
     return parser
 
 
@@ -141,9 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         print(NO_CONFIG.format(default=default_path()), file=sys.stderr)
         return EXIT_USAGE
+    if getattr(args, "allow_actions", False):  # --allow-actions enables actions for this run only
+        from dataclasses import replace
+
+        config = replace(config, deploy=replace(config.deploy, allow=True))
     if args.command == "config":
         print(describe(config))
         return EXIT_OK
+    if args.command in ("restart", "redeploy", "plan", "audit"):
+        from .actions.cli import run as run_action
+
+        return run_action(args.command, config, args)
     if args.command == "status":
         return cmd_status(config, args.json)
     return cmd_tui(config)

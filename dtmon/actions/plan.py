@@ -482,3 +482,17 @@ def left_states(plan: Plan, done: int, failed: int | None) -> dict[str, str]:
             key = f"{step.stack}@{step.site}"
             states[key] = f"{states.get(key, 'untouched')}; then {step.title} failed"
     return states
+
+
+def compose_files(config: Config, site: str, stack: str) -> list[Path]:
+    """The compose files a redeploy of `stack` at `site` may deploy (whose repos must be gathered)."""
+    try:
+        site_cfg = config.site(site)
+    except KeyError:
+        return []
+    if stack != config.deploy.core:
+        return [site_cfg.stacks[stack]] if stack in site_cfg.stacks else []
+    files = [site_cfg.stacks[stack]] if stack in site_cfg.stacks else []
+    for other in config.sites:
+        files += [file for name, file in other.stacks.items() if name in config.deploy.order and name != stack]
+    return files

@@ -1,0 +1,204 @@
+"""The action subcommands: `restart`, `redeploy`, `plan`, `audit` (same guards, lock and audit as the TUI)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ..config import Config
+from .plan import Plan
+
+EXIT_OK, EXIT_REFUSED, EXIT_READ_ONLY = 0, 1, 2
+
+READ_ONLY = (
+    "dtmon: actions are disabled (read-only mode): set `allow = true` in [deploy] of the config, "
+    "or pass --allow-actions"
+)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register restart, redeploy, plan and audit on dtmon's subcommand parser."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (TOML)")
+        p.add_argument("--allow-actions", action="store_true", default=argparse.SUPPRESS,
+                       help="enable actions for this run even if the config says read-only")
+
+    restart = sub.add_parser(
+        "restart",
+        help="rolling restart of one service (like `docker service update --force`)",
+        description="Restart one service at one site the way `docker service update --force` does, through the "
+        "Engine API, and wait until every replica of the new spec runs. Refused while it is updating. "
+        "Exit 0 when converged, 1 when refused or failed, 2 in read-only mode.",
+    )
+    restart.add_argument("site")
+    restart.add_argument("service", help="swarm name (stack_service) or the short name when unique")
+    restart.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restart.add_argument("--wait-timeout", type=float, default=300.0, metavar="S", help="seconds to wait (300)")
+    common(restart)
+
+    redeploy = sub.add_parser(
+        "redeploy",
+        help="remove and deploy a stack by the rules of the operations page",
+        description="Redeploy STACK at SITE: pull its compose repo when behind, remove, wait until gone, deploy "
+        "with --with-registry-auth, wait until running. The core stack takes every other stack down at every "
+        "site first and needs its name typed to confirm. Exit 0 when done, 1 when refused or failed, 2 in "
+        "read-only mode. The docker CLI used is $DTMON_DOCKER, else `docker` on PATH.",
+    )
+    redeploy.add_argument("site")
+    redeploy.add_argument("stack")
+    redeploy.add_argument("--dry-run", action="store_true", help="print the plan and exit (as `dtmon plan`)")
+    redeploy.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    redeploy.add_argument("--resume", action="store_true",
+                          help="continue the last failed run of this redeploy from its failed step (fresh plan)")
+    redeploy.add_argument("--wait-timeout", type=float, default=300.0, metavar="S",
+                          help="seconds each wait step may take (300)")
+    common(redeploy)
+
+    plan = sub.add_parser(
+        "plan",
+        help="print the redeploy plan of a stack; exit 0 when it may run, 1 when refused",
+        description="Gather the current state (every site, git repos fetched) and print the redeploy plan of "
+        "STACK at SITE. Acts on nothing. Exit 0 when the plan may run, 1 when it is refused (with the reason).",
+    )
+    plan.add_argument("site")
+    plan.add_argument("stack")
+    common(plan)
+
+    audit = sub.add_parser("audit", help="show the audit log of actions", description="Show the audit log.")
+    audit.add_argument("--last", type=int, metavar="N", help="only the last N actions")
+    audit.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    audit.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (TOML)")
+
+
+COMMANDS = ("restart", "redeploy", "plan", "audit")
+
+
+def allowed(config: Config, args: argparse.Namespace) -> bool:
+    return bool(config.deploy.allow or getattr(args, "allow_actions", False))
+
+
+def gather_redeploy(config: Config, site: str, stack: str, out: TextIO = sys.stdout) -> Plan:
+    """Snapshot every site, fetch the compose repos, then plan (the planner itself is pure)."""
+    from ..collectors.poll import snapshot
+    from . import gitrepo
+    from .lock import who
+    from .plan import compose_files, plan_redeploy
+
+    snap = snapshot(config)
+    repos = gitrepo.gather(compose_files(config, site, stack))
+    user, host = who()
+    return plan_redeploy(config, snap, site, stack, repos, who=f"{user}@{host}")
+
+
+def _confirm(plan: Plan, stdin: TextIO, out: TextIO) -> bool:
+    try:
+        if plan.core:
+            out.write(f"This takes every datatrail stack down. Type the stack name ({plan.target}) to confirm: ")
+            out.flush()
+            return stdin.readline().strip() == plan.target
+        out.write("Proceed? [y/N] ")
+        out.flush()
+        return stdin.readline().strip().lower() in ("y", "yes")
+    except (OSError, KeyboardInterrupt):
+        return False
+
+
+def _progress(out: TextIO):
+    from .execute import DONE, FAILED, RUNNING, StepRun
+
+    total = [0]
+
+    def show(run: StepRun) -> None:
+        if run.status == RUNNING and run.started and not run.note:
+            out.write(f"[{run.index + 1}] {run.step.title} ...\n")
+        elif run.status == DONE:
+            out.write(f"[{run.index + 1}] done in {run.duration or 0:.1f}s" + (f": {run.note}" if run.note else "") + "\n")
+        elif run.status == FAILED:
+            out.write(f"[{run.index + 1}] FAILED after {run.duration or 0:.1f}s: {run.error}\n")
+        out.flush()
+        total[0] += 1
+
+    return show
+
+
+def _execute(config: Config, plan: Plan, args: argparse.Namespace, out: TextIO) -> int:
+    from .execute import audit_refusal, run_plan
+    from .lock import LockHeld
+
+    try:
+        result = run_plan(config, plan, on_update=_progress(out), wait_timeout=args.wait_timeout)
+    except LockHeld as exc:
+        audit_refusal(config, plan, str(exc))
+        print(f"dtmon: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    if result.outcome == "done":
+        out.write(f"{plan.title}: done\n")
+        return EXIT_OK
+    out.write(f"{plan.title}: {result.outcome}\nleft behind:\n")
+    for where, state in result.states.items():
+        out.write(f"  {where}: {state}\n")
+    if plan.action == "redeploy":
+        out.write(f"resume with: dtmon redeploy {plan.site} {plan.target} --resume\n")
+    return EXIT_REFUSED
+
+
+def run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO = sys.stdin,
+        out: TextIO = sys.stdout) -> int:
+    """Run one action subcommand; returns the exit code."""
+    if command == "audit":
+        from .audit import read, render
+
+        records = read(config.deploy.audit)
+        if args.json:
+            wanted = records
+            if args.last:
+                ids = list(dict.fromkeys(r.get("id") for r in records))[-args.last:]
+                wanted = [r for r in records if r.get("id") in ids]
+            for record in wanted:
+                out.write(json.dumps(record) + "\n")
+        else:
+            out.write(render(records, last=args.last) + "\n")
+        return EXIT_OK
+
+    from .execute import audit_refusal, last_failure
+
+    if command == "plan" or (command == "redeploy" and args.dry_run):
+        plan = gather_redeploy(config, args.site, args.stack)
+        out.write(plan.text() + "\n")
+        if not allowed(config, args):
+            out.write("note: read-only mode: enable actions to run it (--allow-actions or [deploy] allow = true)\n")
+        return EXIT_OK if plan.ok else EXIT_REFUSED
+
+    if not allowed(config, args):
+        print(READ_ONLY, file=sys.stderr)
+        return EXIT_READ_ONLY
+
+    if command == "restart":
+        from ..collectors.poll import snapshot
+        from .plan import plan_restart
+
+        plan = plan_restart(config, snapshot(config), args.site, args.service)
+    else:
+        from .plan import resume_plan
+
+        plan = gather_redeploy(config, args.site, args.stack)
+        if args.resume:
+            failure = last_failure(config, "redeploy", args.site, args.stack)
+            if failure is None:
+                print(f"dtmon: nothing to resume: the last redeploy of {args.stack} at {args.site} did not fail",
+                      file=sys.stderr)
+                return EXIT_REFUSED
+            out.write(f"resuming from: {failure.get('resume_title')}\n")
+            plan = resume_plan(plan, tuple(failure["resume_key"]))
+    out.write(plan.text() + "\n")
+    if not plan.ok:
+        audit_refusal(config, plan, plan.refusal or "refused")
+        return EXIT_REFUSED
+    if not args.yes and not _confirm(plan, stdin, out):
+        out.write("cancelled\n")
+        return EXIT_REFUSED
+    return _execute(config, plan, args, out)
