@@ -81,7 +81,7 @@ def allowed(config: Config, args: argparse.Namespace) -> bool:
     return bool(config.deploy.allow or getattr(args, "allow_actions", False))
 
 
-def gather_redeploy(config: Config, site: str, stack: str, out: TextIO = sys.stdout) -> Plan:
+def gather_redeploy(config: Config, site: str, stack: str) -> Plan:
     """Snapshot every site, fetch the compose repos, then plan (the planner itself is pure)."""
     from ..collectors.poll import snapshot
     from . import gitrepo
@@ -146,9 +146,11 @@ def _execute(config: Config, plan: Plan, args: argparse.Namespace, out: TextIO) 
     return EXIT_REFUSED
 
 
-def run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO = sys.stdin,
-        out: TextIO = sys.stdout) -> int:
+def run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO | None = None,
+        out: TextIO | None = None) -> int:
     """Run one action subcommand; returns the exit code."""
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
     if command == "audit":
         from .audit import read, render
 

@@ -1,0 +1,375 @@
+"""Restarts and redeploys against real swarms, checked from the engines' own records.
+
+This module starts its own two-site world (chime: datatrail, datatrail-daemons, datatrail-client;
+kko: datatrail-client) because redeploys change it; the compose files live in real git clones with a
+bare "upstream" repository beside them. Tests run in file order and each leaves the world running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from engines import DOCKER_CLI, Dockerd, require_engines, service_def, start_all, stop_all, write_config  # noqa: E402
+from gitworld import Repo  # noqa: E402
+
+from dtmon.actions.audit import read
+from dtmon.actions.lock import ActionLock, LockHeld
+from dtmon.cli import main
+
+pytestmark = pytest.mark.engine
+
+SERVER, DAEMONS, CLIENT = "stacks/server-compose.yaml", "stacks/daemon-compose.yaml", "stacks/chime-client.yaml"
+KKO = "stacks/kko-client.yaml"
+
+
+def compose(services: dict[str, dict]) -> str:
+    return yaml.safe_dump(
+        {
+            "version": "3.8",
+            "services": {name: service_def(**extra) for name, extra in services.items()},
+            "networks": {"hostnet": {"external": True, "name": "host"}},
+        },
+        sort_keys=False,
+    )
+
+
+@dataclass
+class Ctx:
+    dir: Path
+    engines: dict[str, Dockerd]
+    core: Repo  #: datatrail: server and daemon compose files
+    admin: Repo  #: datatrail-admin: the client compose files
+    config: Path  #: read-only config (allow = false); tests pass --allow-actions
+    audit: Path
+    lock: Path
+
+    def dtmon(self, *args: str, config: Path | None = None) -> int:
+        return main(["--config", str(config or self.config), *args])
+
+
+def services(engine: Dockerd, stack: str | None = None) -> dict[str, dict]:
+    """Swarm name -> service object, from the engine."""
+    found = {s["Spec"]["Name"]: s for s in engine.api("GET", "/services")}
+    return {k: v for k, v in found.items() if stack is None or k.startswith(stack + "_")}
+
+
+def events(engine: Dockerd, since: float, until: float) -> list[tuple[int, str, str, str]]:
+    """(timeNano, site, action, service name) of every service event in [since, until], from GET /events."""
+    import docker
+
+    client = docker.APIClient(base_url=engine.url, version="auto", timeout=10)
+    try:
+        found = client.events(since=int(since) - 1, until=int(until) + 1, filters={"type": "service"}, decode=True)
+        return [
+            (e["timeNano"], engine.name, e["Action"], e["Actor"]["Attributes"].get("name", ""))
+            for e in found
+            if since - 1 <= e["timeNano"] / 1e9 <= until + 1
+        ]
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory, monkeypatch_module):
+    require_engines()
+    tmp = tmp_path_factory.mktemp("actions")
+    core = Repo(tmp / "git", "datatrail", {SERVER: compose({"server": {}}), DAEMONS: compose({"state_updater": {}})})
+    admin = Repo(
+        tmp / "git",
+        "datatrail-admin",
+        {CLIENT: compose({"replicator": {}}), KKO: compose({"replicator": {"deploy": {"replicas": 2}}})},
+    )
+    docker_config = tmp / "docker-cli"
+    docker_config.mkdir()
+    monkeypatch_module.setenv("DTMON_DOCKER", DOCKER_CLI)
+    monkeypatch_module.setenv("DOCKER_CONFIG", str(docker_config))
+    engines = start_all(["chime", "kko"])
+    try:
+        chime, kko = engines["chime"], engines["kko"]
+        chime.stack_deploy(core.clone / SERVER, "datatrail")
+        chime.stack_deploy(core.clone / DAEMONS, "datatrail-daemons")
+        chime.stack_deploy(admin.clone / CLIENT, "datatrail-client")
+        kko.stack_deploy(admin.clone / KKO, "datatrail-client")
+        chime.wait_converged({"datatrail_server": (1, 1), "datatrail-daemons_state_updater": (1, 1),
+                              "datatrail-client_replicator": (1, 1)})
+        kko.wait_converged({"datatrail-client_replicator": (2, 2)})
+        audit, lock = tmp / "state" / "audit.jsonl", tmp / "state" / "actions.lock"
+        deploy = f'\n[deploy]\nallow = false\naudit = "{audit}"\nlock = "{lock}"\n'
+        config = write_config(
+            tmp / "config.toml",
+            [
+                ("chime", chime.url, {"datatrail": core.clone / SERVER, "datatrail-daemons": core.clone / DAEMONS,
+                                      "datatrail-client": admin.clone / CLIENT}),
+                ("kko", kko.url, {"datatrail-client": admin.clone / KKO}),
+            ],
+            extra=deploy,
+        )
+        yield Ctx(tmp, engines, core, admin, config, audit, lock)
+    finally:
+        stop_all(engines.values())
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def outcomes(ctx: Ctx) -> list[dict]:
+    return [r for r in read(ctx.audit) if r.get("event") == "outcome"]
+
+
+def test_read_only_cli_refuses_with_exit_2(ctx, capsys):
+    before = {k: v["ID"] for k, v in services(ctx.engines["kko"]).items()}
+    assert ctx.dtmon("redeploy", "kko", "datatrail-client", "--yes") == 2
+    assert ctx.dtmon("restart", "kko", "datatrail-client_replicator", "--yes") == 2
+    assert "read-only" in capsys.readouterr().err
+    assert {k: v["ID"] for k, v in services(ctx.engines["kko"]).items()} == before
+    # Looking at a plan is not acting: allowed read-only.
+    assert ctx.dtmon("plan", "kko", "datatrail-client") == 0
+    assert "stack rm datatrail-client" in capsys.readouterr().out
+
+
+def test_restart_replaces_every_task(ctx, capsys):
+    kko = ctx.engines["kko"]
+    service = services(kko)["datatrail-client_replicator"]
+    force_before = service["Spec"]["TaskTemplate"].get("ForceUpdate", 0)
+    old_tasks = {t["ID"] for t in kko.tasks("datatrail-client_replicator") if t["Status"]["State"] == "running"}
+    assert len(old_tasks) == 2
+
+    code = ctx.dtmon("--allow-actions", "restart", "kko", "datatrail-client_replicator", "--yes", "--wait-timeout", "60")
+    out = capsys.readouterr().out
+    assert code == 0, out
+
+    after = services(kko)["datatrail-client_replicator"]
+    assert after["ID"] == service["ID"]  # the same service, updated in place
+    assert after["Spec"]["TaskTemplate"]["ForceUpdate"] == force_before + 1
+    assert after["UpdateStatus"]["State"] == "completed"
+    running = {t["ID"] for t in kko.tasks("datatrail-client_replicator") if t["Status"]["State"] == "running"}
+    assert len(running) == 2 and not running & old_tasks
+    assert outcomes(ctx)[-1]["outcome"] == "done" and outcomes(ctx)[-1]["target"] == "datatrail-client_replicator"
+
+
+def test_client_redeploy_behind_upstream_pulls_and_leaves_chime_untouched(ctx, capsys):
+    chime, kko = ctx.engines["chime"], ctx.engines["kko"]
+    pushed = ctx.admin.push_change(KKO, compose({"replicator": {}, "deletion_healer": {}}), "kko: add deletion_healer")
+    chime_before = {k: (v["ID"], v["CreatedAt"], v["UpdatedAt"], v["Version"]["Index"]) for k, v in services(chime).items()}
+    kko_before = {k: v["ID"] for k, v in services(kko).items()}
+
+    assert ctx.dtmon("plan", "kko", "datatrail-client") == 0
+    plan_text = capsys.readouterr().out
+    assert f"merge --ff-only {pushed}" in plan_text and "fast-forward pull" in plan_text
+    assert f"datatrail-client at kko: {pushed[:12]}" in plan_text
+
+    code = ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--yes", "--wait-timeout", "60")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ctx.admin.head() == pushed
+    kko_after = services(kko)
+    assert set(kko_after) == {"datatrail-client_replicator", "datatrail-client_deletion_healer"}
+    assert kko_after["datatrail-client_replicator"]["ID"] != kko_before["datatrail-client_replicator"]  # removed, recreated
+    assert kko.service_ls()["datatrail-client_deletion_healer"] == (1, 1)
+    chime_after = {k: (v["ID"], v["CreatedAt"], v["UpdatedAt"], v["Version"]["Index"]) for k, v in services(chime).items()}
+    assert chime_after == chime_before
+    last = outcomes(ctx)[-1]
+    assert last["outcome"] == "done"
+    start = [r for r in read(ctx.audit) if r.get("event") == "start"][-1]
+    assert start["commits"] == {"datatrail-client@kko": pushed}
+    assert start["plan"][0].startswith(f"git -C {ctx.admin.clone} merge --ff-only {pushed}")
+
+
+def test_dirty_or_diverged_repo_refuses(ctx, capsys):
+    kko = ctx.engines["kko"]
+    before = {k: v["ID"] for k, v in services(kko).items()}
+    original = (ctx.admin.clone / KKO).read_text()
+    (ctx.admin.clone / KKO).write_text(original + "# local edit\n")
+    try:
+        assert ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--yes") == 1
+        assert "uncommitted changes" in capsys.readouterr().out
+    finally:
+        (ctx.admin.clone / KKO).write_text(original)
+
+    ctx.admin.push_change(CLIENT, compose({"replicator": {}, "extra": {}}), "upstream change")
+    ctx.admin.local_commit(KKO, original + "# local commit\n")
+    try:
+        assert ctx.dtmon("plan", "kko", "datatrail-client") == 1
+        assert "diverged" in capsys.readouterr().out
+        assert ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--yes") == 1
+    finally:
+        ctx.admin.reset_to_upstream()
+    assert {k: v["ID"] for k, v in services(kko).items()} == before
+    assert outcomes(ctx)[-1]["outcome"] == "refused" and "diverged" in outcomes(ctx)[-1]["reason"]
+    ctx.admin.push_change(CLIENT, compose({"replicator": {}}), "back to one service")
+    ctx.admin.reset_to_upstream()
+
+
+def test_failed_step_stops_the_plan_and_resume_finishes_it(ctx, capsys):
+    kko = ctx.engines["kko"]
+    # The engine (not the CLI) rejects a placement constraint without an operator.
+    bad = ctx.admin.push_change(
+        KKO, compose({"replicator": {"deploy": {"placement": {"constraints": ["bogus"]}}}}), "broken constraint"
+    )
+    code = ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--yes", "--wait-timeout", "60")
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert ctx.admin.head() == bad
+    assert "FAILED" in out and "resume with: dtmon redeploy kko datatrail-client --resume" in out
+    assert "datatrail-client@kko: removed; then deploy datatrail-client at kko failed" in out
+    assert services(kko, "datatrail-client") == {}  # stopped after the failed step: nothing deployed
+    failed = outcomes(ctx)[-1]
+    assert failed["outcome"] == "failed" and failed["resume_key"][:3] == ["deploy", "kko", "datatrail-client"]
+    steps = [r for r in read(ctx.audit) if r.get("event") == "step" and r["id"] == failed["id"]]
+    assert [s["status"] for s in steps] == ["done", "done", "done", "failed"]  # pull, rm, wait-gone, deploy
+
+    fixed = ctx.admin.push_change(KKO, compose({"replicator": {"deploy": {"replicas": 2}}}), "fix constraint")
+    code = ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--resume", "--yes",
+                     "--wait-timeout", "60")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ctx.admin.head() == fixed
+    assert kko.service_ls() == {"datatrail-client_replicator": (2, 2)}
+    start = [r for r in read(ctx.audit) if r.get("event") == "start"][-1]
+    assert start["resumed_from"] is not None
+    assert not any("stack rm" in command for command in start["plan"])  # resumed: no second removal
+    assert [c.split()[0] for c in start["plan"]] == ["git", "docker", "wait"]
+    assert outcomes(ctx)[-1]["outcome"] == "done"
+
+
+def test_lock_held_by_another_process_refuses_and_names_it(ctx, capsys):
+    code = (
+        "import sys, time\nfrom dtmon.actions.lock import ActionLock\n"
+        "ActionLock(sys.argv[1]).acquire('redeploy datatrail at chime')\nprint('held', flush=True)\ntime.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(ctx.lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = {k: v["ID"] for k, v in services(ctx.engines["kko"]).items()}
+        assert ctx.dtmon("--allow-actions", "restart", "kko", "datatrail-client_replicator", "--yes") == 1
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and "redeploy datatrail at chime" in err and "since" in err
+        assert {k: v["ID"] for k, v in services(ctx.engines["kko"]).items()} == before
+        assert outcomes(ctx)[-1]["outcome"] == "refused"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_core_redeploy_refused_when_a_dependent_site_is_unreachable(ctx, capsys):
+    text = ctx.config.read_text().replace(ctx.engines["kko"].url, f"unix://{ctx.dir}/nobody.sock")
+    dead = ctx.dir / "dead-kko.toml"
+    dead.write_text(text)
+    assert ctx.dtmon("--allow-actions", "redeploy", "chime", "datatrail", "--yes", config=dead) == 1
+    out = capsys.readouterr().out
+    assert "REFUSED" in out and "kko is unreachable" in out and "datatrail-client" in out
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[tuple[float, dict]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append((time.time(), json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_core_redeploy_keeps_the_order_of_the_operations_page(ctx, capsys):
+    chime, kko = ctx.engines["chime"], ctx.engines["kko"]
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hooked = ctx.dir / "announce.toml"
+    hooked.write_text(
+        ctx.config.read_text().replace("allow = false", f'allow = true\nannounce = "http://127.0.0.1:{server.server_port}/hook"')
+    )
+    env = dict(os.environ)
+    since = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dtmon", "--config", str(hooked), "redeploy", "chime", "datatrail", "--yes",
+         "--wait-timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        # While it runs, the lock names it to any other process.
+        deadline = time.monotonic() + 30
+        held = None
+        while held is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ActionLock(ctx.lock).acquire("probe").release()
+                time.sleep(0.05)
+            except LockHeld as exc:
+                held = exc.holder
+        assert held is not None and held.pid == proc.pid and "redeploy datatrail at chime" in held.what
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.shutdown()
+    until = time.time()
+    assert proc.returncode == 0, out
+
+    records = sorted(events(chime, since, until) + events(kko, since, until))
+    removes = [(t, site, name) for t, site, action, name in records if action == "remove"]
+    creates = [(t, site, name) for t, site, action, name in records if action == "create"]
+    removed = {(site, name) for _, site, name in removes}
+    assert removed == {("chime", "datatrail_server"), ("chime", "datatrail-daemons_state_updater"),
+                       ("chime", "datatrail-client_replicator"), ("kko", "datatrail-client_replicator")}
+    core_removed = next(t for t, _, name in removes if name == "datatrail_server")
+    assert all(t < core_removed for t, _, name in removes if name != "datatrail_server")
+    daemons_removed = next(t for t, _, name in removes if name.startswith("datatrail-daemons_"))
+    assert all(t < daemons_removed for t, _, name in removes if name.startswith("datatrail-client_"))  # reverse order
+    assert all(core_removed < t for t, _, _ in creates)
+    created = [(site, name) for _, site, name in creates]
+    assert created == [("chime", "datatrail_server"), ("chime", "datatrail-daemons_state_updater"),
+                       ("chime", "datatrail-client_replicator"), ("kko", "datatrail-client_replicator")]
+
+    # Each deploy waited until the previous stack ran: the core task was running before daemons were created.
+    def running_since(engine: Dockerd, service: str) -> float:
+        task = next(t for t in engine.tasks(service) if t["Status"]["State"] == "running")
+        from dtmon.collectors.swarm import parse_time
+
+        return parse_time(task["Status"]["Timestamp"]).timestamp()
+
+    daemons_created = next(t for t, _, name in creates if name.startswith("datatrail-daemons_")) / 1e9
+    clients_created = min(t for t, _, name in creates if name.startswith("datatrail-client_")) / 1e9
+    assert running_since(chime, "datatrail_server") < daemons_created
+    assert running_since(chime, "datatrail-daemons_state_updater") < clients_created
+
+    # The announcement went out first, naming who and every stack going down.
+    assert len(_Hook.received) == 1
+    posted_at, payload = _Hook.received[0]
+    assert posted_at < min(t for t, _, _ in removes) / 1e9
+    assert payload["site"] == "chime" and "@" in payload["who"]
+    assert {"site": "kko", "stack": "datatrail-client"} in payload["stacks"]
+
+    assert kko.service_ls() == {"datatrail-client_replicator": (2, 2)}
+    assert chime.service_ls() == {"datatrail_server": (1, 1), "datatrail-daemons_state_updater": (1, 1),
+                                  "datatrail-client_replicator": (1, 1)}
+    assert outcomes(ctx)[-1]["outcome"] == "done"
+
+
+def test_audit_command_shows_every_action_with_its_outcome(ctx, capsys):
+    assert ctx.dtmon("audit") == 0
+    text = capsys.readouterr().out
+    assert "restart datatrail-client_replicator at kko  -> DONE" in text
+    assert "redeploy datatrail-client at kko  -> FAILED" in text
+    assert "redeploy datatrail-client at kko (resumed)  -> DONE" in text
+    assert "redeploy datatrail at chime (core: every datatrail stack goes down)  -> DONE" in text
+    assert "-> REFUSED" in text
