@@ -388,6 +388,9 @@ class Dockerd:
         self._end_orphans()
         self.pidfile.unlink(missing_ok=True)
         self.sock.unlink(missing_ok=True)
+        left = self.leftovers()
+        if left:
+            raise EngineError(f"{self.name}: still there after stop: {left}")
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
             leftovers = [p for p in (self.dir,) if p.exists()]
@@ -446,6 +449,18 @@ class Dockerd:
                     continue
                 if comm.startswith(("containerd", "dockerd", "runc", "busybox", "sleep", "false", "docker-init")):
                     reap(pid)
+
+    def leftovers(self) -> list[str]:
+        """Processes (alive or zombie) and mounts of this engine that are still around."""
+        found = []
+        marker = str(self.dir)
+        for pid in _pids():
+            if pid != os.getpid() and marker in _cmdline(pid):
+                found.append(f"process {pid}: {_cmdline(pid)[:100]}")
+        if self.proc is not None and proc_stat(self.proc.pid) is not None:
+            found.append(f"dockerd {self.proc.pid} ({proc_stat(self.proc.pid)[0]})")
+        found += [f"mount {point}" for point in mounts_under(marker)]
+        return found
 
     def log_tail(self, lines: int = 30) -> str:
         try:

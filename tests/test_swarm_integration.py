@@ -245,3 +245,31 @@ def test_collector_detail_has_task_history_errors_and_logs(world):
         assert collector.detail(missing).logs_error == "service is not deployed"
     finally:
         collector.close()
+
+
+def test_engine_cleanup_after_a_crash_leaves_nothing_behind():
+    """The fixture machinery itself: a killed engine's containerd, shims, containers and mounts all go."""
+    from engines import Dockerd, require_engines, service_def
+
+    require_engines()
+    import yaml
+
+    engine = Dockerd("crash").boot()
+    try:
+        compose = engine.dir / "c.yaml"
+        compose.write_text(yaml.safe_dump({
+            "version": "3.8",
+            "services": {"replicator": service_def()},
+            "networks": {"hostnet": {"external": True, "name": "host"}},
+        }))
+        engine.stack_deploy(compose, "datatrail-client")
+        engine.wait_converged({"datatrail-client_replicator": (1, 1)})
+        running = engine.leftovers()
+        assert any("containerd-shim" in item for item in running), running
+        assert any(item.startswith("mount ") for item in running), running  # netns/default nsfs
+        engine.kill()
+        assert engine.pidfile.exists()  # a crash leaves the pid file
+    finally:
+        engine.stop()
+    assert engine.leftovers() == []
+    assert not engine.dir.exists()
