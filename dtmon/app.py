@@ -1,0 +1,301 @@
+"""The dashboard: wires collectors (polled in threads) to the header chips and the services table."""
+
+from __future__ import annotations
+
+import importlib.resources
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.content import Content
+from textual.timer import Timer
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Input, Static
+
+from .config import Config
+from .format import COMPACT_BELOW, View, build_rows, columns, summary
+from .model import ServiceStatus, SiteStatus
+from .screens.detail import DetailScreen
+from .screens.help import HelpScreen, class_bindings, help_rows
+from .widgets.header import SiteBar
+from .widgets.table import ServicesTable
+
+
+def stylesheet() -> Path:
+    """The app's stylesheet: from the installed `dtmon.styles` package, else the checkout's `styles/`."""
+    try:
+        resource = importlib.resources.files("dtmon.styles") / "dtmon.tcss"
+        if resource.is_file():
+            return Path(str(resource))
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "styles" / "dtmon.tcss"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class SitePolled(Message):
+    """A site's poll finished; `status` is None when the collector itself raised."""
+
+    site: str
+    status: SiteStatus | None
+    error: str | None
+    seconds: float
+
+
+class DtmonApp(App):
+    """Every site's Datatrail stacks, live."""
+
+    CSS_PATH = [stylesheet()]
+    TITLE = "dtmon"
+    #: Every key is in BINDINGS and on the help screen; the palette would add keys and commands outside both.
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", tooltip="Filter by site, stack, service or state"),
+        Binding("p", "toggle_problems", "Problems", tooltip="Show only services that need attention (toggle)"),
+        Binding("r", "refresh", "Refresh", tooltip="Poll every site now"),
+        Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter"),
+        Binding("question_mark", "help", "Help", tooltip="This help"),
+        Binding("q", "quit", "Quit", tooltip="Quit dtmon"),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        title_suffix: str | None = None,
+        collectors: Sequence[Any] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        tick: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.clock = clock or utc_now
+        self.tick_seconds = tick
+        if collectors is None:
+            from .collectors.swarm import SwarmCollector
+
+            collectors = [SwarmCollector(site, config.timeout) for site in config.sites]
+        self.collectors = {c.site.name: c for c in collectors}
+        self.order = [c.site.name for c in collectors]
+        self.sites: dict[str, SiteStatus] = {
+            name: SiteStatus(name=name, reachable=False, error=None) for name in self.order
+        }
+        self.view = View()
+        self.polls = 0  #: completed polls, all sites together
+        self.title = "dtmon" + (f" · {title_suffix}" if title_suffix else "")
+        self._in_flight: set[str] = set()
+        self._poll_timers: dict[str, Timer] = {}
+        self._suspended = False
+        self._deferred: set[str] = set()
+        self._status_text: str | None = None
+
+    # -- layout ------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield SiteBar(self.order, self.title, "read-only")
+        yield ServicesTable(compact_below=COMPACT_BELOW, id="services")
+        yield Static(id="status", markup=False)
+        yield Input(placeholder="filter: site, stack, service or state — enter keeps it, escape clears it",
+                    id="filter", classes="-hidden", select_on_focus=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # The filter's cursor doesn't blink: every blink is a repaint sent over the SSH link.
+        self.query_one("#filter", Input).cursor_blink = False
+        table = self.query_one(ServicesTable)
+        table.focus()
+        self.render_view()
+        for name in self.order:
+            self.start_poll(name)
+        self.set_interval(self.tick_seconds, self.render_view, name="age tick")
+        self.app_suspend_signal.subscribe(self, self._on_suspend)
+        self.app_resume_signal.subscribe(self, self._on_resume)
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
+
+    def _restyle(self) -> None:
+        self.query_one(ServicesTable).restyle()
+        self.render_view()
+
+    # -- polling -------------------------------------------------------------------
+
+    def start_poll(self, name: str) -> None:
+        """Poll one site now in its own thread, unless a poll of it is already running."""
+        if name in self._in_flight:
+            return
+        if self._suspended:
+            self._deferred.add(name)
+            return
+        timer = self._poll_timers.pop(name, None)
+        if timer is not None:
+            timer.stop()
+        self._in_flight.add(name)
+        self.run_worker(
+            partial(self._poll_in_thread, name, self.collectors[name]),
+            thread=True,
+            group=f"poll-{name}",
+            name=f"poll {name}",
+            exit_on_error=False,
+        )
+
+    def _poll_in_thread(self, name: str, collector: Any) -> None:
+        started = time.perf_counter()
+        try:
+            status, error = collector.poll(), None
+        except Exception as exc:  # collectors should never raise; if one does, it is data, not a crash
+            status, error = None, f"{type(exc).__name__}: {exc}"
+        self.post_message(SitePolled(name, status, error, time.perf_counter() - started))
+
+    def on_site_polled(self, message: SitePolled) -> None:
+        name = message.site
+        self._in_flight.discard(name)
+        status = message.status
+        if status is None:
+            previous = self.sites[name]
+            since = previous.error_since if not previous.reachable and previous.error_since else self.clock()
+            status = replace(previous, reachable=False, error=message.error, error_since=since)
+        elif status.reachable and status.latency_ms is None:
+            status = replace(status, latency_ms=round(message.seconds * 1000, 1))
+        self.sites[name] = status
+        self.polls += 1
+        self.render_view()
+        if self.is_running:
+            self._poll_timers[name] = self.set_timer(self.config.refresh, partial(self.start_poll, name), name=f"next poll {name}")
+
+    def _on_suspend(self, _app: App) -> None:
+        self._suspended = True
+
+    def _on_resume(self, _app: App) -> None:
+        self._suspended = False
+        deferred, self._deferred = self._deferred, set()
+        for name in deferred:
+            self.start_poll(name)
+
+    def on_unmount(self) -> None:
+        for collector in self.collectors.values():
+            try:
+                collector.close()
+            except Exception:
+                pass
+
+    # -- rendering -------------------------------------------------------------------
+
+    def site_list(self) -> list[SiteStatus]:
+        return [self.sites[name] for name in self.order]
+
+    def render_view(self) -> None:
+        """Bring header, table and status line up to date, touching only what changed."""
+        now = self.clock()
+        sites = self.site_list()
+        table = self.query_one(ServicesTable)
+        with self.batch_update():
+            self.query_one(SiteBar).show(sites, now)
+            rows = build_rows(sites, now, self.view)
+            if table.compact is None or table.compact == self.view.compact:
+                table.set_columns(columns(self.view.compact), rows)
+            self._show_status(summary(sites, self.view, sum(1 for r in rows if r.kind == "service")))
+            if isinstance(self.screen, DetailScreen):
+                current = self.service(self.screen.service.key)
+                if current is not None:
+                    self.screen.update_service(current)
+
+    def _show_status(self, text: str) -> None:
+        if text != self._status_text:
+            self._status_text = text
+            self.query_one("#status", Static).update(Content(text))
+
+    def on_services_table_compact_changed(self, message: ServicesTable.CompactChanged) -> None:
+        self.view = replace(self.view, compact=message.compact)
+        self.render_view()
+
+    def service(self, key: str) -> ServiceStatus | None:
+        """The latest status of the service with this key."""
+        for site in self.sites.values():
+            for service in site.services:
+                if service.key == key:
+                    return service
+        return None
+
+    # -- keys -----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        on_dashboard = not isinstance(self.screen, (DetailScreen, HelpScreen))
+        if action in ("filter", "toggle_problems"):
+            return on_dashboard
+        if action == "clear_filter":
+            return on_dashboard and (bool(self.view.filter) or not self.query_one("#filter").has_class("-hidden"))
+        return True
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("-hidden")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.add_class("-hidden")
+        self._set_filter("")
+        self.query_one(ServicesTable).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self._set_filter(event.value.strip())
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value.strip():
+                event.input.add_class("-hidden")
+            self.query_one(ServicesTable).focus()
+
+    def _set_filter(self, text: str) -> None:
+        if text != self.view.filter:
+            self.view = replace(self.view, filter=text)
+            self.render_view()
+            self.refresh_bindings()
+
+    def action_toggle_problems(self) -> None:
+        self.view = replace(self.view, problems_only=not self.view.problems_only)
+        self.render_view()
+
+    def action_refresh(self) -> None:
+        for name in self.order:
+            self.start_poll(name)
+        if isinstance(self.screen, DetailScreen):
+            self.screen.fetch()
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    def help_rows(self) -> list[tuple[str, str, str]]:
+        """Every key of the dashboard, the services table and the detail screen."""
+        return help_rows(
+            [
+                ("Everywhere", class_bindings(DtmonApp)),
+                ("Services table", class_bindings(ServicesTable)),
+                ("Service detail", class_bindings(DetailScreen)),
+                ("Filter box", [Binding("enter", "submit", "Keep the filter and go back to the table")]),
+            ],
+            self.get_key_display,
+        )
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if not isinstance(event.data_table, ServicesTable):
+            return
+        row = event.data_table.row_for(event.row_key.value)
+        if row is None or row.service is None:
+            return
+        service = self.service(row.key) or row.service
+        self.push_screen(DetailScreen(service, self.collectors[service.site], self.config.refresh, self.clock))

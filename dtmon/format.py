@@ -1,0 +1,439 @@
+"""Pure formatting for the dashboard: ages, table rows as plain cells, and the diff between two tables.
+
+Nothing here imports Textual or Rich: rows are plain data (text plus a semantic tone), so what the
+table shows and what changes between two polls can be tested without a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .model import (
+    DEGRADED,
+    DOWN,
+    MISSING,
+    RUNNING,
+    STATE_RANK,
+    STOPPED,
+    UPDATING,
+    ServiceStatus,
+    SiteStatus,
+    StackStatus,
+    TaskInfo,
+)
+
+#: Tones a cell can carry; the widget maps them to theme variables ($error, $warning, $success) or dim.
+ERROR, WARNING, SUCCESS, MUTED = "error", "warning", "success", "muted"
+
+STATE_TONE = {
+    DOWN: ERROR,
+    MISSING: ERROR,
+    DEGRADED: WARNING,
+    UPDATING: WARNING,
+    RUNNING: SUCCESS,
+    STOPPED: None,
+}
+
+UNREACHABLE = "unreachable"
+
+#: Tables narrower than this drop the image tag and failed-recently columns.
+COMPACT_BELOW = 120
+
+
+# ---------------------------------------------------------------------------
+# Ages.
+# ---------------------------------------------------------------------------
+
+
+def age(seconds: float) -> str:
+    """A short age: "12s", "3m", "5h", "4d" (never negative)."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"
+
+
+def coarse_age(seconds: float) -> str:
+    """An age with minute resolution ("<1m", "3m", "5h"): table cells must not change every second."""
+    return "<1m" if seconds < 60 else age(seconds)
+
+
+def since(when: datetime | None, now: datetime, *, coarse: bool = True) -> str:
+    """The age of `when` at `now` ("" when unknown)."""
+    if when is None:
+        return ""
+    seconds = (now - when).total_seconds()
+    return coarse_age(seconds) if coarse else age(seconds)
+
+
+def latency(ms: float | None) -> str:
+    """Poll latency: "12ms", "1.2s"."""
+    if ms is None:
+        return ""
+    return f"{ms:.0f}ms" if ms < 1000 else f"{ms / 1000:.1f}s"
+
+
+# ---------------------------------------------------------------------------
+# Site chips (the header).
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chip:
+    """What one site's header chip says and which state class it wears."""
+
+    text: str
+    state: str  #: ok, problems, unreachable, pending
+
+
+def site_problem_count(site: SiteStatus) -> int:
+    return sum(1 for s in site.services if s.is_problem)
+
+
+def site_chip(site: SiteStatus, now: datetime) -> Chip:
+    """E.g. "chime ✓ 12ms 3s", "chime ▲3 12ms 3s", "kko ✗ 2m" (the age of the data shown)."""
+    if site.polled_at is None and not site.reachable:
+        if site.error and site.error != "not polled yet":
+            return Chip(f"{site.name} ✗ no data", UNREACHABLE)
+        return Chip(f"{site.name} …", "pending")
+    data_age = since(site.polled_at, now, coarse=False)
+    if not site.reachable:
+        return Chip(f"{site.name} ✗ {data_age}", UNREACHABLE)
+    problems = site_problem_count(site)
+    mark = f"▲{problems}" if problems else "✓"
+    return Chip(f"{site.name} {mark} {latency(site.latency_ms)} {data_age}", "problems" if problems else "ok")
+
+
+# ---------------------------------------------------------------------------
+# Table rows.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: its text and a semantic tone (None for plain)."""
+
+    text: str = ""
+    tone: str | None = None
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int  #: 0 = takes the remaining width
+
+
+WIDE_COLUMNS = (
+    Column("service", "service", 34),
+    Column("replicas", "replicas", 8),
+    Column("state", "state", 11),
+    Column("tag", "image tag", 16),
+    Column("updated", "updated", 7),
+    Column("failed", "failed", 6),
+    Column("error", "last error", 0),
+)
+
+COMPACT_COLUMNS = (
+    Column("service", "service", 28),
+    Column("replicas", "run", 5),
+    Column("state", "state", 11),
+    Column("updated", "upd", 4),
+    Column("error", "last error", 0),
+)
+
+
+def columns(compact: bool) -> tuple[Column, ...]:
+    return COMPACT_COLUMNS if compact else WIDE_COLUMNS
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row, keyed by a stable id: `site:chime`, `stack:chime/datatrail`, or the service key."""
+
+    key: str
+    kind: str  #: site, stack or service
+    cells: tuple[Cell, ...]
+    service: ServiceStatus | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class View:
+    """What the operator asked to see."""
+
+    filter: str = ""
+    problems_only: bool = False
+    compact: bool = False
+
+
+def site_key(site: str) -> str:
+    return f"site:{site}"
+
+
+def stack_key(site: str, stack: str) -> str:
+    return f"stack:{site}/{stack}"
+
+
+def matches(service: ServiceStatus, query: str) -> bool:
+    """Case-insensitive substring over site, stack, service (short and swarm name) and state."""
+    if not query:
+        return True
+    q = query.lower()
+    return any(q in field.lower() for field in (service.site, service.stack, service.service, service.name, service.state))
+
+
+def _error_text(service: ServiceStatus, now: datetime, compact: bool) -> str:
+    text = service.error or service.update_message or ""
+    if not text and not service.expected:
+        return "not in the compose file"
+    if not text and service.state == MISSING:
+        return "in the compose file, not deployed"
+    if text and service.error and service.error_at is not None:
+        when = since(service.error_at, now)
+        return f"{when} {text}" if compact else f"{when} ago · {text}"
+    return text
+
+
+def service_row(service: ServiceStatus, now: datetime, view: View, stale: bool) -> Row:
+    """The row of one service; everything dimmed when its site's data is stale."""
+    marker = "? " if not service.expected else "  "  # the indent carries the unexpected-service mark
+    tone = STATE_TONE.get(service.state)
+    replicas_tone = tone if service.state in (DEGRADED, DOWN) else None
+    cells = {
+        "service": Cell(f"{marker}{service.service}", WARNING if not service.expected else None),
+        "replicas": Cell(service.replicas if service.state != MISSING else f"-/{service.desired}", replicas_tone),
+        "state": Cell(service.state, tone, bold=service.is_problem),
+        "tag": Cell(service.tag),
+        "updated": Cell(since(service.updated_at, now)),
+        "failed": Cell(str(service.failed_recent) if service.failed_recent else "", ERROR if service.failed_recent else None),
+        "error": Cell(
+            _error_text(service, now, view.compact),
+            ERROR if service.error and service.is_problem else (WARNING if not service.expected else None),
+        ),
+    }
+    if stale:
+        cells = {k: Cell(c.text, MUTED) for k, c in cells.items()}
+    return Row(service.key, "service", tuple(cells[c.key] for c in columns(view.compact)), service)
+
+
+def _sum_replicas(services: Iterable[ServiceStatus]) -> str:
+    running = desired = 0
+    for s in services:
+        running += s.running
+        desired += s.desired
+    return f"{running}/{desired}"
+
+
+def stack_row(site: SiteStatus, stack: StackStatus, view: View, stale: bool) -> Row:
+    state = stack.state
+    problems = sum(1 for s in stack.services if s.is_problem)
+    cells = {
+        "service": Cell(f"▸ {stack.name}", None, bold=True),
+        "replicas": Cell(_sum_replicas(stack.services)),
+        "state": Cell(state, STATE_TONE.get(state), bold=True),
+        "tag": Cell(""),
+        "updated": Cell(""),
+        "failed": Cell(""),
+        "error": Cell(f"{problems} problem{'s' if problems != 1 else ''} of {len(stack.services)}" if problems else ""),
+    }
+    if stale:
+        cells = {k: Cell(c.text, MUTED, c.bold) for k, c in cells.items()}
+    return Row(stack_key(site.name, stack.name), "stack", tuple(cells[c.key] for c in columns(view.compact)))
+
+
+def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
+    services = site.services
+    problems = site_problem_count(site)
+    if not site.reachable:
+        state = Cell(UNREACHABLE, ERROR, bold=True)
+        down_for = since(site.error_since, now)
+        parts = [f"unreachable {down_for}: {site.error}" if down_for else f"unreachable: {site.error}"]
+        if site.polled_at is not None:
+            parts.append(f"showing data from {since(site.polled_at, now)} ago")
+        else:
+            parts.append("no data yet")
+        note = Cell("; ".join(parts), ERROR)
+    elif site.polled_at is None:
+        state = Cell("…", None)
+        note = Cell("waiting for the first poll")
+    else:
+        worst = min((s.state for s in services), key=STATE_RANK.__getitem__, default=RUNNING)
+        state = Cell(worst, STATE_TONE.get(worst), bold=True)
+        note = Cell(f"{problems} problem{'s' if problems != 1 else ''} of {len(services)}" if problems else f"{len(services)} services")
+    cells = {
+        "service": Cell(site.name, None, bold=True),
+        "replicas": Cell(_sum_replicas(services) if services else ""),
+        "state": state,
+        "tag": Cell(""),
+        "updated": Cell(""),
+        "failed": Cell(""),
+        "error": note,
+    }
+    return Row(site_key(site.name), "site", tuple(cells[c.key] for c in columns(view.compact)))
+
+
+def sort_services(services: Iterable[ServiceStatus]) -> list[ServiceStatus]:
+    """Problems first (worst first), then by name."""
+    return sorted(services, key=lambda s: (STATE_RANK.get(s.state, 9), s.service))
+
+
+def build_rows(sites: Sequence[SiteStatus], now: datetime, view: View = View()) -> list[Row]:
+    """The whole table in display order: site ▸ stack ▸ service, filtered as the view asks.
+
+    A group row is shown when one of its services is; an unreachable site's row is always
+    shown unless the filter excludes all of it.
+    """
+    rows: list[Row] = []
+    for site in sites:
+        stale = not site.reachable and site.polled_at is not None
+        site_rows: list[Row] = []
+        for stack in site.stacks:
+            shown = [
+                s
+                for s in sort_services(stack.services)
+                if matches(s, view.filter) and (not view.problems_only or s.is_problem or stale)
+            ]
+            if not shown:
+                continue
+            site_rows.append(stack_row(site, stack, view, stale))
+            site_rows.extend(service_row(s, now, view, stale) for s in shown)
+        site_matches = not view.filter or view.filter.lower() in site.name.lower()
+        site_is_problem = not site.reachable or (site.polled_at is None)
+        show_site = bool(site_rows) or (site_matches and (not view.problems_only or site_is_problem))
+        if show_site:
+            rows.append(site_row(site, now, view))
+            rows.extend(site_rows)
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Diff: the least the table must do to go from one list of rows to the next.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowDiff:
+    removed: tuple[str, ...] = ()
+    added: tuple[Row, ...] = ()
+    #: (row key, column index, new cell) for cells whose text or tone changed.
+    changed: tuple[tuple[str, int, Cell], ...] = ()
+    #: True when, after removing and appending, the order differs from the wanted one.
+    reorder: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.removed or self.added or self.changed or self.reorder)
+
+
+def diff_rows(old: Sequence[Row], new: Sequence[Row]) -> RowDiff:
+    """What changed between two tables: rows to remove, rows to add (appended), cells to update."""
+    old_by_key = {r.key: r for r in old}
+    new_keys = {r.key for r in new}
+    removed = tuple(r.key for r in old if r.key not in new_keys)
+    added = tuple(r for r in new if r.key not in old_by_key)
+    changed = []
+    for row in new:
+        before = old_by_key.get(row.key)
+        if before is None:
+            continue
+        for index, (a, b) in enumerate(zip(before.cells, row.cells)):
+            if a != b:
+                changed.append((row.key, index, b))
+    after_edit = [r.key for r in old if r.key in new_keys] + [r.key for r in added]
+    reorder = after_edit != [r.key for r in new]
+    return RowDiff(removed, added, tuple(changed), reorder)
+
+
+def summary(sites: Sequence[SiteStatus], view: View, shown: int) -> str:
+    """The status line: counts and what filters are on."""
+    services = sum(len(s.services) for s in sites)
+    problems = sum(site_problem_count(s) for s in sites)
+    unreachable = sum(1 for s in sites if not s.reachable and s.polled_at is not None)
+    parts = [f"{services} services", f"{problems} problem{'s' if problems != 1 else ''}"]
+    if unreachable:
+        parts.append(f"{unreachable} site{'s' if unreachable != 1 else ''} unreachable")
+    if view.filter:
+        parts.append(f'filter "{view.filter}" ({shown} rows)')
+    if view.problems_only:
+        parts.append("problems only")
+    return " · ".join(parts)
+
+
+
+# ---------------------------------------------------------------------------
+# Service detail: tasks with their history, and the log tail.
+# ---------------------------------------------------------------------------
+
+TASK_COLUMNS = (
+    Column("slot", "slot", 4),
+    Column("node", "node", 18),
+    Column("state", "state", 9),
+    Column("desired", "desired", 8),
+    Column("since", "since", 5),
+    Column("error", "error / message", 0),
+)
+
+TASK_TONE = {
+    "running": SUCCESS,
+    "failed": ERROR,
+    "rejected": ERROR,
+    "orphaned": ERROR,
+    "starting": WARNING,
+    "preparing": WARNING,
+    "pending": WARNING,
+    "assigned": WARNING,
+    "accepted": WARNING,
+    "ready": WARNING,
+}
+
+
+def task_rows(tasks: Sequence[TaskInfo], now: datetime) -> list[Row]:
+    """One row per task: the newest of each slot (or node, for global services) first, its history dimmed below."""
+    groups: dict[str, list[TaskInfo]] = {}
+    for task in tasks:
+        group = str(task.slot) if task.slot is not None else task.node
+        groups.setdefault(group, []).append(task)
+    rows = []
+    for group, members in groups.items():
+        members = sorted(members, key=lambda t: t.since.timestamp() if t.since else 0.0, reverse=True)
+        for position, task in enumerate(members):
+            history = position > 0
+            detail = task.error or task.message or ""
+            if task.exit_code not in (None, 0) and task.error:
+                detail = f"{detail} (exit {task.exit_code})" if f"({task.exit_code})" not in detail else detail
+            cells = (
+                Cell(group if not history else "", None, bold=not history),
+                Cell(task.node),
+                Cell(task.state, MUTED if history else TASK_TONE.get(task.state), bold=not history),
+                Cell(task.desired_state),
+                Cell(since(task.since, now, coarse=False)),
+                Cell(detail, MUTED if history else (ERROR if task.error else None)),
+            )
+            if history:
+                cells = tuple(Cell(c.text, MUTED, c.bold) for c in cells)
+            rows.append(Row(task.id, "history" if history else "task", cells))
+    return rows
+
+
+def log_update(shown: Sequence[str], fetched: Sequence[str]) -> tuple[str, list[str]]:
+    """How to go from the log lines shown to the tail just fetched: ("same" | "append" | "replace", lines).
+
+    When the new tail continues the shown one, only the new lines are appended; otherwise the
+    whole tail replaces what is shown.
+    """
+    shown, fetched = list(shown), list(fetched)
+    if shown == fetched:
+        return "same", []
+    if not shown:
+        return "append", fetched
+    for overlap in range(min(len(shown), len(fetched)), 0, -1):
+        if shown[-overlap:] == fetched[:overlap]:
+            return "append", fetched[overlap:]
+    return "replace", fetched

@@ -1,0 +1,1 @@
+"""The dashboard's stylesheets, installed as the `dtmon.styles` package so `pip install .` ships them."""
