@@ -1,0 +1,104 @@
+"""`dtmon status --json` with real swarms (the `world` fixture) and a Buckets service fed by the official
+client: counts as the client reads them, consumers linked to the engines' services, problems flagged, and a
+slow Buckets service that delays nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from buckets_peers import buckets_server, workflow  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.engine
+
+KKO = "datatrail-replicator-kko-minoc"
+CHIME = "datatrail-replicator-chime-minoc"
+HEAL = "datatrail-replica-heal"
+STATE = "datatrail-state-updater"
+STAGER = "datatrail-stager-kko"  # consumed by chime's degraded replication_stager_kko (override)
+CANFAR = "datatrail-canfar-certs"  # consumed by chime's missing update_canfar_certificates (override)
+
+CONSUMERS = f'''
+[buckets.consumers]
+"{STAGER}" = "chime/datatrail-daemons_replication_stager_kko"
+"datatrail-canfar-*" = "chime/datatrail-client_update_canfar_certificates"
+'''
+
+
+def run_status(config: Path) -> tuple[int, dict, float]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DTMON_CONFIG", "DOCKER_HOST")}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "dtmon", "status", "--json", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    elapsed = time.monotonic() - started
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout), elapsed
+
+
+def world_config(world, url: str, name: str, timeout: float = 3.0) -> Path:
+    path = world.write_config(name, timeout=timeout)
+    with path.open("a") as out:
+        out.write(f'\n[buckets]\nurl = "{url}"\ninclude = ["datatrail-*"]\n{CONSUMERS}')
+    return path
+
+
+def test_status_links_buckets_to_the_engines_services(world, buckets_server, workflow):
+    url = buckets_server.url
+    workflow.deposit(url, KKO, 4, site="kko")
+    workflow.withdraw(url, KKO, 1)
+    workflow.deposit(url, CHIME, 2)
+    workflow.deposit(url, HEAL, 3, site="kko")
+    workflow.deposit(url, STATE, 1)
+    workflow.withdraw(url, STATE, 1)  # nothing left waiting
+    workflow.deposit(url, STAGER, 2)
+    workflow.deposit(url, CANFAR, 1)
+
+    code, data, _ = run_status(world_config(world, url, "buckets-world.toml"))
+
+    buckets = {b["name"]: b for b in data["buckets"]}
+    assert sorted(buckets) == sorted([KKO, CHIME, HEAL, STATE, STAGER, CANFAR])
+    for name, entry in buckets.items():
+        official = workflow.status(url, name)
+        assert {k: entry[k] for k in official} == official, name
+
+    assert (buckets[KKO]["consumer"], buckets[KKO]["consumer_state"]) == ("kko/datatrail-client_replicator", "running")
+    assert (buckets[CHIME]["consumer"], buckets[CHIME]["consumer_state"]) == (
+        "chime/datatrail-client_replicator", "running")
+    assert buckets[STATE]["consumers"] == [{"service": "chime/datatrail-daemons_state_updater", "state": "running"}]
+    heal = {c["service"]: c["state"] for c in buckets[HEAL]["consumers"]}
+    assert heal == {f"{site}/datatrail-client_{s}": "running" for site in ("chime", "kko")
+                    for s in ("deletion_healer", "replication_healer")}
+    for name in (KKO, CHIME, HEAL, STATE):
+        assert buckets[name]["problem"] is None, buckets[name]
+
+    assert buckets[STAGER]["consumer_state"] == "degraded"
+    assert buckets[CANFAR]["consumer_state"] == "missing"
+    bucket_problems = sorted(p for p in data["problems"] if p.startswith("bucket "))
+    assert bucket_problems == [
+        f"bucket {CANFAR}: 1 queued, consumer not running: chime/datatrail-client_update_canfar_certificates missing",
+        f"bucket {STAGER}: 2 queued, consumer not running: chime/datatrail-daemons_replication_stager_kko degraded",
+    ]
+    assert code == 1
+    # The sites are complete beside the buckets.
+    assert [s["name"] for s in data["sites"]] == ["chime", "kko"]
+    assert all(s["reachable"] and s["stacks"] for s in data["sites"])
+
+
+def test_slow_buckets_service_delays_nothing_else(world, buckets_server):
+    buckets_server.store.add(KKO, 3)
+    buckets_server.fault = "slow"
+    timeout = 2.0
+    code, data, elapsed = run_status(world_config(world, buckets_server.url, "buckets-slow.toml", timeout=timeout))
+    assert code == 1
+    assert data["buckets_source"]["reachable"] is False
+    assert data["buckets_source"]["error"] == f"{buckets_server.url}/status/pipelines: no answer within 2s"
+    assert f"buckets: unreachable: {data['buckets_source']['error']}" in data["problems"]
+    assert all(s["reachable"] and s["stacks"] for s in data["sites"]), data["sites"]
+    kko = next(s for s in data["sites"] if s["name"] == "kko")
+    assert {svc["state"] for st in kko["stacks"] for svc in st["services"]} == {"running"}
+    assert elapsed < timeout + 1.0, elapsed
