@@ -1,0 +1,58 @@
+"""`dtmon demo`: the real app on a simulated Datatrail world served over the real protocols."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .runner import Demo
+
+__all__ = ["Demo", "run_demo"]
+
+
+def run_demo(serve_dir: Path | None) -> int:
+    """Run the dashboard on the simulated world, or with `serve_dir` only serve it until interrupted."""
+    from ..config import ConfigError, load
+
+    if serve_dir is None:
+        try:
+            from ..app import DtmonApp
+        except ImportError as exc:
+            print(
+                f"dtmon demo: the dashboard cannot start here ({exc}).\n"
+                "Serve the simulated world alone with `dtmon demo --serve DIR` and query it with "
+                "`dtmon --config DIR/config.toml status`.",
+                file=sys.stderr,
+            )
+            return 2
+    demo = Demo(config_dir=serve_dir.expanduser().resolve() if serve_dir else None)
+    stop = threading.Event()
+    previous = {}
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+
+    try:
+        path = demo.start()
+        try:
+            config = load(path)
+        except ConfigError as exc:  # the demo wrote it: a bug, but say so plainly
+            print(f"dtmon demo: the demo's own config is invalid: {exc}", file=sys.stderr)
+            return 2
+        if serve_dir is None:
+            DtmonApp(config, title_suffix="demo").run()
+            return 0
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+        print(f"dtmon demo: simulated world serving; config at {path}", flush=True)
+        print(f"  try: dtmon --config {path} status", flush=True)
+        print("  stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
+        while not stop.wait(0.5):
+            pass
+        return 0
+    finally:
+        demo.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
