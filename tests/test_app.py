@@ -1,0 +1,311 @@
+"""Pilot tests of the dashboard: keys, views and in-place updates, on fake collectors with time frozen."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+from tui_fakes import (
+    NOW,
+    FakeCollector,
+    chime,
+    fake_config,
+    frozen_clock,
+    gbo_stale,
+    kko,
+    with_service,
+    world,
+)
+
+from dtmon import format as fmt
+from dtmon.app import DtmonApp, stylesheet
+from dtmon.model import SiteStatus
+from dtmon.screens.detail import DetailScreen
+from dtmon.screens.help import HelpScreen, class_bindings
+from dtmon.widgets.table import ServicesTable
+
+WIDE = (160, 48)
+SMALL = (80, 24)
+
+
+async def until(pilot, condition, timeout: float = 5.0) -> None:
+    """Let the app run until `condition()` holds (fails the test after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition never held: {condition}")
+        await pilot.pause(0.02)
+
+
+def make_app(collectors=None, refresh: float = 3600.0) -> DtmonApp:
+    return DtmonApp(fake_config(refresh), collectors=collectors or world(), clock=frozen_clock)
+
+
+def table_keys(app: DtmonApp) -> list[str]:
+    table = app.query_one(ServicesTable)
+    return [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
+
+
+async def polled(pilot, app: DtmonApp, count: int | None = None) -> None:
+    await until(pilot, lambda: app.polls >= (count if count is not None else len(app.order)))
+    await pilot.pause()
+
+
+class Spy:
+    """Counts the table's cell updates, row additions and removals."""
+
+    def __init__(self, table: ServicesTable) -> None:
+        self.updates: list[tuple[str, str]] = []
+        self.added: list[str] = []
+        self.removed: list[str] = []
+        update, add, remove = table.update_cell, table.add_row, table.remove_row
+
+        def update_cell(row_key, column_key, value, **kw):
+            self.updates.append((str(row_key), str(column_key)))
+            return update(row_key, column_key, value, **kw)
+
+        def add_row(*cells, key=None, **kw):
+            self.added.append(key)
+            return add(*cells, key=key, **kw)
+
+        def remove_row(row_key):
+            self.removed.append(str(row_key))
+            return remove(row_key)
+
+        table.update_cell, table.add_row, table.remove_row = update_cell, add_row, remove_row
+
+
+def test_stylesheet_is_found():
+    assert stylesheet().name == "dtmon.tcss"
+    assert stylesheet().is_file()
+
+
+async def test_rows_appear_keyed_and_grouped():
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        keys = table_keys(app)
+        assert keys == [r.key for r in fmt.build_rows([chime(), kko(), gbo_stale()], NOW)]
+        assert keys[:2] == ["site:chime", "stack:chime/datatrail"]
+        assert "chime/datatrail-daemons_inventory" in keys
+        chips = {c.site: c.shown for c in app.query("SiteChip")}
+        assert chips["chime"].text == "chime ▲3 12ms 2s" and chips["chime"].state == "problems"
+        assert chips["gbo"].state == "unreachable"
+        assert app.query_one(ServicesTable).ordered_columns[3].key.value == "tag"  # wide layout
+
+
+async def test_refresh_updates_only_changed_cells_and_keeps_the_cursor():
+    collectors = world()
+    app = make_app(collectors)
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        table = app.query_one(ServicesTable)
+        target = "kko/datatrail-client_replicator"
+        await pilot.press(*["down"] * table_keys(app).index(target))
+        assert table.cursor_key == target
+        spy = Spy(table)
+
+        # Same data again: nothing is touched at all.
+        await pilot.press("r")
+        await polled(pilot, app, 6)
+        assert (spy.updates, spy.added, spy.removed) == ([], [], [])
+
+        # chime's degraded stager recovers (so it moves down its stack) and a new kko service appears.
+        stager = "chime/datatrail-daemons_replication_stager_kko"
+        collectors[0].status = with_service(chime(), stager, running=2, state="running", error=None, error_at=None)
+        stack = kko().stacks[0]
+        new = replace(stack.services[0], service="aaa_new", name="datatrail-client_aaa_new")
+        collectors[1].status = replace(kko(), stacks=(replace(stack, services=(new,) + stack.services),))
+        row_before = table.cursor_row
+        await pilot.press("r")
+        await polled(pilot, app, 9)
+        assert table.cursor_key == target  # the cursor stays on its service
+        assert table.cursor_row == row_before + 1  # one row was added above it
+        assert spy.added == ["kko/datatrail-client_aaa_new"] and spy.removed == []
+        assert {row for row, _ in spy.updates} == {
+            stager, "stack:chime/datatrail-daemons", "site:chime", "stack:kko/datatrail-client", "site:kko"}
+        assert sorted(col for row, col in spy.updates if row == stager) == ["error", "replicas", "state"]
+        assert table_keys(app) == [r.key for r in fmt.build_rows(app.site_list(), NOW)]
+
+
+async def test_age_ticks_do_not_touch_the_table():
+    app = DtmonApp(fake_config(), collectors=world(), clock=frozen_clock, tick=0.05)
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        spy = Spy(app.query_one(ServicesTable))
+        await pilot.pause(0.3)  # several ticks with time frozen
+        assert spy.updates == [] and spy.added == []
+
+
+async def test_filter_narrows_rows_and_escape_clears_it():
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        everything = table_keys(app)
+        await pilot.press("slash")
+        assert app.focused.id == "filter"
+        await pilot.press(*"inventory")
+        assert table_keys(app) == ["site:chime", "stack:chime/datatrail-daemons", "chime/datatrail-daemons_inventory"]
+        await pilot.press("enter")
+        assert isinstance(app.focused, ServicesTable)
+        assert 'filter "inventory"' in str(app.query_one("#status").render())
+        await pilot.press("escape")
+        assert table_keys(app) == everything
+        assert app.view.filter == ""
+        # Typing "q" into the filter filters; it does not quit.
+        await pilot.press("slash", "q")
+        assert app.is_running and app.view.filter == "q"
+        await pilot.press("escape")
+        assert table_keys(app) == everything
+
+
+async def test_problems_only_toggle():
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        everything = table_keys(app)
+        await pilot.press("p")
+        services = [k for k in table_keys(app) if not k.startswith(("site:", "stack:"))]
+        assert set(services) >= {"chime/datatrail-daemons_inventory", "chime/datatrail-client_update_canfar_certificates"}
+        assert "kko/datatrail-client_replicator" not in services
+        assert "site:gbo" in table_keys(app)  # unreachable sites stay visible
+        await pilot.press("p")
+        assert table_keys(app) == everything
+
+
+async def test_help_lists_every_binding():
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text").render())
+        for cls in (DtmonApp, ServicesTable, DetailScreen):
+            for binding in class_bindings(cls):
+                description = binding.tooltip or binding.description
+                assert description in text, (cls.__name__, binding.key)
+                assert app.get_key_display(binding) in text
+        assert "Page down" in text  # inherited table keys are there too
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_enter_opens_detail_with_tasks_and_logs_and_refreshes_it():
+    collectors = world()
+    app = make_app(collectors, refresh=0.1)
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        target = "chime/datatrail-daemons_inventory"
+        await pilot.press(*["down"] * table_keys(app).index(target))
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        screen = app.screen
+        assert screen.service.key == target
+        await until(pilot, lambda: screen.fetches >= 1)
+        tasks = screen.query_one("#tasks")
+        assert [tasks.coordinate_to_cell_key((i, 0))[0].value for i in range(tasks.row_count)] == ["t-new", "t-old"]
+        log = screen.query_one("#logs")
+        assert list(log.lines) == [f"datatrail-daemons_inventory log line {i}" for i in range(1, 6)]
+        assert "down" in str(screen.query_one("#detail-summary").render())
+        await until(pilot, lambda: screen.fetches >= 3)  # refreshed while open
+        assert log.line_count == 5  # the same tail is not appended twice
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DetailScreen)
+        fetched = collectors[0].details
+        await pilot.pause(0.3)
+        assert collectors[0].details == fetched  # closed: no more fetches
+
+
+async def test_enter_on_a_group_row_does_nothing():
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        await pilot.press("enter")  # cursor on site:chime
+        assert not isinstance(app.screen, DetailScreen)
+
+
+async def test_failing_site_keeps_stale_data_with_its_error():
+    collectors = world(chime(), kko())
+    app = make_app(collectors)
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        good = table_keys(app)
+        failed = replace(kko(), reachable=False, error="timed out after 1s", error_since=NOW)
+        collectors[1].status = failed
+        await pilot.press("r")
+        await polled(pilot, app, 4)
+        assert table_keys(app) == good  # the last good data stays
+        table = app.query_one(ServicesTable)
+        site = table.row_for("site:kko")
+        assert "timed out after 1s" in site.cells[-1].text
+        assert site.cells[2].text == "unreachable"
+        assert all(c.tone == fmt.MUTED for c in table.row_for("kko/datatrail-client_replicator").cells)
+        chip = app.query_one("#chip-kko")
+        assert chip.has_class("-unreachable") and not chip.has_class("-ok")
+
+
+async def test_a_collector_that_raises_is_shown_not_fatal():
+    class Broken(FakeCollector):
+        def poll(self):
+            self.polls += 1
+            raise RuntimeError("boom")
+
+    broken = Broken(SiteStatus("hco", False))
+    app = make_app([FakeCollector(kko()), broken], refresh=0.05)
+    async with app.run_test(size=WIDE) as pilot:
+        await until(pilot, lambda: broken.polls >= 3)  # polled again after failing
+        assert app.is_running
+        assert app.sites["hco"].error == "RuntimeError: boom"
+        assert "RuntimeError: boom" in app.query_one(ServicesTable).row_for("site:hco").cells[-1].text
+
+
+async def test_a_slow_site_delays_no_other_and_polls_never_pile_up():
+    slow, fast = FakeCollector(chime()), FakeCollector(kko())
+    slow.gate = threading.Event()
+    app = make_app([slow, fast], refresh=0.05)
+    async with app.run_test(size=WIDE) as pilot:
+        await until(pilot, lambda: fast.polls >= 4)  # kko keeps being polled while chime hangs
+        assert "site:kko" in table_keys(app)
+        assert app.query_one("#chip-chime").has_class("-pending")
+        await pilot.press("r", "r", "r")
+        await pilot.pause(0.2)
+        assert slow.polls == 0
+        assert len([w for w in app.workers if w.group == "poll-chime"]) == 1  # one poll in flight, not four
+        slow.gate.set()
+        await until(pilot, lambda: "site:chime" in table_keys(app) and slow.polls >= 1)
+        slow.gate = None
+
+
+async def test_compact_layout_at_80x24():
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await polled(pilot, app)
+        table = app.query_one(ServicesTable)
+        assert [c.key.value for c in table.ordered_columns] == [c.key for c in fmt.COMPACT_COLUMNS]
+        width = sum(c.get_render_width(table) for c in table.ordered_columns)
+        assert width <= 80
+        await pilot.resize_terminal(*WIDE)
+        await until(pilot, lambda: len(table.ordered_columns) == len(fmt.WIDE_COLUMNS))
+
+
+async def test_quit_closes_collectors():
+    collectors = world()
+    app = make_app(collectors)
+    async with app.run_test(size=SMALL) as pilot:
+        await polled(pilot, app)
+        await pilot.press("q")
+    assert all(c.closed for c in collectors)
+
+
+@pytest.mark.parametrize("key", ["p", "slash"])
+async def test_dashboard_keys_are_off_on_the_detail_screen(key):
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        await pilot.press(*["down"] * table_keys(app).index("chime/datatrail_server"), "enter")
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press(key)
+        assert app.view == fmt.View(compact=False)
+        assert isinstance(app.screen, DetailScreen)
