@@ -13,6 +13,7 @@ from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.content import Content
 from textual.timer import Timer
 from textual.message import Message
@@ -103,7 +104,7 @@ class DtmonApp(App):
     # -- layout ------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield SiteBar(self.order, self.title, "read-only")
+        yield SiteBar(self.order, self.title, "ACTIONS ENABLED" if self.config.deploy.allow else "read-only")
         yield ServicesTable(compact_below=COMPACT_BELOW, id="services")
         yield Static(id="status", markup=False)
         yield Input(placeholder="filter: site, stack, service or state — enter keeps it, escape clears it",

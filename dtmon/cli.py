@@ -129,7 +129,9 @@ def cmd_status(config: Config, as_json: bool) -> int:
 def cmd_tui(config: Config) -> int:
     from .app import DtmonApp
 
-    DtmonApp(config).run()
+    from .screens.actions import app_class  # the action keys exist only when actions are allowed
+
+    app_class(DtmonApp, config)(config).run()
     return EXIT_OK
 
 

@@ -1,0 +1,392 @@
+"""Guarded actions in the dashboard: the confirm dialog, the progress screen, and the keys that open them.
+
+The keys exist only on `actions_app(DtmonApp)`, the subclass used when actions are allowed; the plain
+app (read-only) never registers them.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Static
+
+from ..actions.plan import Plan, plan_redeploy, plan_restart, resume_plan
+from ..config import Config
+from ..model import ServiceStatus, Snapshot
+
+MARK = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗"}
+
+
+def actions_stylesheet() -> Path:
+    """actions.tcss from the installed `dtmon.styles` package, else the checkout's `styles/`."""
+    try:
+        resource = importlib.resources.files("dtmon.styles") / "actions.tcss"
+        if resource.is_file():
+            return Path(str(resource))
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent.parent / "styles" / "actions.tcss"
+
+
+def mode_marker(config: Config) -> str:
+    """What the header says about actions."""
+    return "ACTIONS ENABLED" if config.deploy.allow else "read-only"
+
+
+# ---------------------------------------------------------------------------
+# Confirm dialog.
+# ---------------------------------------------------------------------------
+
+
+class ConfirmPlan(ModalScreen[bool]):
+    """The whole plan, Cancel focused; a core redeploy needs its stack name typed before Run is enabled."""
+
+    CSS_PATH = [actions_stylesheet()]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without running anything")]
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(id="confirm-plan")
+        self.plan = plan
+
+    def compose(self) -> ComposeResult:
+        plan = self.plan
+        with Vertical(id="confirm-dialog", classes="-refused" if not plan.ok else ("-core" if plan.core else "")):
+            yield Static(Content.styled(plan.title, "bold"), id="confirm-title")
+            with VerticalScroll(id="confirm-body"):
+                yield Static(Content(plan.text()), id="confirm-plan-text")
+            if plan.ok and plan.core:
+                yield Static(Content(f"Every datatrail stack goes down. Type {plan.target} to enable Run:"))
+                yield Input(placeholder=plan.target, id="typed")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Cancel" if plan.ok else "Close", id="cancel", variant="primary")
+                if plan.ok:
+                    yield Button(f"Run {len(plan.steps)} steps", id="run", variant="error", disabled=plan.core)
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "typed":
+            self.query_one("#run", Button).disabled = event.value.strip() != self.plan.target
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()  # Enter in the box never runs the plan: Run must be pressed
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "run" and self.plan.ok)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+# ---------------------------------------------------------------------------
+# Progress screen.
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class StepChanged(Message):
+    """A step's state changed (posted from the executor's thread)."""
+
+    index: int
+    status: str
+    started: float | None
+    ended: float | None
+    note: str
+    error: str | None
+
+
+@dataclass
+class RunFinished(Message):
+    """The run ended: `result` is a RunResult, or `error` says why it never started (e.g. the lock)."""
+
+    result: Any | None
+    error: str | None
+
+
+@dataclass
+class ResumeReady(Message):
+    """A fresh plan to resume from the failed step has been made."""
+
+    plan: Plan
+
+
+class Progress(Screen):
+    """Each step pending / running / done / failed with its time; the outcome; resume on failure."""
+
+    CSS_PATH = [actions_stylesheet()]
+    BINDINGS = [Binding("escape", "close", "Close", tooltip="Back to the dashboard (once the run has ended)")]
+
+    def __init__(self, config: Config, plan: Plan, wait_timeout: float = 300.0, start: bool = True) -> None:
+        super().__init__(id="progress")
+        self.config = config
+        self.plan = plan
+        self.wait_timeout = wait_timeout
+        self.autostart = start
+        self.running = False
+        self.result: Any | None = None
+        self.states: dict[int, StepChanged] = {}
+        self.stop = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content.styled(self.plan.title, "bold"), id="progress-title")
+        yield DataTable(id="steps", cursor_type="row", zebra_stripes=False)
+        yield Static(id="progress-note", markup=False)
+        yield Static(id="progress-outcome", markup=False)
+        with Horizontal(id="progress-buttons"):
+            yield Button("Resume", id="resume", variant="warning", classes="-hidden")
+            yield Button("Close", id="close", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#steps", DataTable)
+        table.add_column("#", key="n")
+        table.add_column("state", key="state", width=9)
+        table.add_column("time", key="time", width=7)
+        table.add_column("step", key="step")
+        for index, step in enumerate(self.plan.steps):
+            table.add_row(str(index + 1), f"{MARK['pending']} pending", "", step.command, key=str(index))
+        if self.autostart:
+            self.start()
+
+    def start(self) -> None:
+        self.running = True
+        self.query_one("#progress-outcome", Static).update("running…")
+        self.set_interval(1.0, self._tick, name="progress tick")
+        self.run_worker(self._run_in_thread, thread=True, exit_on_error=False, name="run plan", group="action")
+
+    def _run_in_thread(self) -> None:
+        from ..actions.execute import run_plan
+        from ..actions.lock import LockHeld
+
+        def update(run: Any) -> None:
+            self.post_message(StepChanged(run.index, run.status, run.started, run.ended, run.note, run.error))
+
+        try:
+            result = run_plan(self.config, self.plan, on_update=update, wait_timeout=self.wait_timeout, stop=self.stop)
+        except LockHeld as exc:
+            self.post_message(RunFinished(None, str(exc)))
+            return
+        except Exception as exc:  # never leave the screen spinning
+            self.post_message(RunFinished(None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(RunFinished(result, None))
+
+    def _elapsed(self, change: StepChanged) -> str:
+        if change.started is None:
+            return ""
+        return f"{(change.ended or time.time()) - change.started:.1f}s"
+
+    def on_step_changed(self, message: StepChanged) -> None:
+        self.states[message.index] = message
+        table = self.query_one("#steps", DataTable)
+        key = str(message.index)
+        table.update_cell(key, "state", f"{MARK.get(message.status, '?')} {message.status}")
+        table.update_cell(key, "time", self._elapsed(message))
+        if message.status == "running":
+            table.move_cursor(row=message.index)
+        text = message.error or message.note
+        self.query_one("#progress-note", Static).update(f"{message.index + 1}: {text}" if text else "")
+
+    def _tick(self) -> None:
+        if not self.running:
+            return
+        table = self.query_one("#steps", DataTable)
+        for change in self.states.values():
+            if change.status == "running":
+                table.update_cell(str(change.index), "time", self._elapsed(change))
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        self.running = False
+        self.result = message.result
+        self.query_one("#close", Button).disabled = False
+        outcome = self.query_one("#progress-outcome", Static)
+        if message.error:
+            outcome.update(f"not started: {message.error}")
+            self.query_one("#close", Button).focus()
+            return
+        result = message.result
+        lines = [f"outcome: {result.outcome}"]
+        if result.outcome != "done":
+            lines += [f"  {where}: {state}" for where, state in result.states.items()]
+            failed = result.failed_step
+            if failed is not None and self.plan.action == "redeploy":
+                resume = self.query_one("#resume", Button)
+                resume.label = f"Resume from step {result.failed_index + 1}"
+                resume.remove_class("-hidden")
+        outcome.update("\n".join(lines))
+        outcome.set_class(result.outcome != "done", "-failed")
+        self.query_one("#close", Button).focus()
+        refresh = getattr(self.app, "action_refresh", None)
+        if refresh is not None:
+            refresh()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "close":
+            self.action_close()
+        elif event.button.id == "resume" and self.result is not None:
+            event.button.disabled = True
+            self.query_one("#progress-outcome", Static).update("making a fresh plan to resume…")
+            self.run_worker(self._replan_in_thread, thread=True, exit_on_error=False, name="replan", group="action")
+
+    def _replan_in_thread(self) -> None:
+        from ..collectors.poll import snapshot
+
+        failed = self.result.failed_step
+        fresh = gather_redeploy_plan(self.config, snapshot(self.config), self.plan.site, self.plan.target)
+        self.post_message(ResumeReady(resume_plan(fresh, failed.key)))
+
+    def on_resume_ready(self, message: ResumeReady) -> None:
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.app.switch_screen(Progress(self.config, message.plan, self.wait_timeout))
+            else:
+                self.query_one("#resume", Button).disabled = False
+                self.query_one("#progress-outcome", Static).update("resume cancelled")
+
+        self.app.push_screen(ConfirmPlan(message.plan), confirmed)
+
+    def action_close(self) -> None:
+        if not self.running:
+            self.app.pop_screen()
+
+
+# ---------------------------------------------------------------------------
+# The keys, on the app class used when actions are allowed.
+# ---------------------------------------------------------------------------
+
+
+def gather_redeploy_plan(config: Config, snap: Snapshot, site: str, stack: str) -> Plan:
+    """Fetch the compose repos (blocking: call from a thread), then plan on `snap`."""
+    from ..actions import gitrepo
+    from ..actions.lock import who
+    from ..actions.plan import compose_files
+
+    repos = gitrepo.gather(compose_files(config, site, stack))
+    user, host = who()
+    return plan_redeploy(config, snap, site, stack, repos, who=f"{user}@{host}")
+
+
+@dataclass
+class PlanReady(Message):
+    """A plan was made in a worker and waits for the operator's confirmation."""
+
+    plan: Plan
+
+
+ACTION_BINDINGS = [
+    Binding("R", "restart_service", "Restart", tooltip="Restart the selected service (rolling, like `service update --force`)"),
+    Binding("D", "redeploy_stack", "Redeploy", tooltip="Redeploy the selected stack (or the selected service's stack)"),
+]
+
+
+class ActionsMixin:
+    """Restart and redeploy keys for the dashboard app; mixed in only when actions are allowed."""
+
+    #: seconds each wait step may take
+    action_wait_timeout: float = 300.0
+
+    def seen_snapshot(self: Any) -> Snapshot:
+        """The snapshot the operator is looking at (what the plan must act on)."""
+        sites = tuple(self.site_list())
+        times = [s.polled_at for s in sites if s.polled_at is not None]
+        return Snapshot(generated_at=min(times) if times else datetime.now(timezone.utc), sites=sites)
+
+    def selected(self: Any) -> tuple[str | None, ServiceStatus | None, str | None]:
+        """(site, service, stack) under the cursor (the detail screen's service when it is open)."""
+        from ..screens.detail import DetailScreen
+        from ..widgets.table import ServicesTable
+
+        if isinstance(self.screen, DetailScreen):
+            service = self.screen.service
+            return service.site, service, service.stack
+        table = self.query_one(ServicesTable)
+        key = table.cursor_key
+        row = table.row_for(key) if key else None
+        if row is None:
+            return None, None, None
+        if row.kind == "service" and row.service is not None:
+            service = self.service(row.key) or row.service
+            return service.site, service, service.stack
+        if row.kind == "stack" and key and key.startswith("stack:"):
+            site, _, stack = key[len("stack:"):].partition("/")
+            return site, None, stack
+        return None, None, None
+
+    def check_action(self: Any, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("restart_service", "redeploy_stack"):
+            if isinstance(self.screen, (ModalScreen, Progress)):
+                return False
+            site, service, stack = self.selected()
+            if action == "restart_service":
+                return service is not None or None  # None: shown dimmed
+            return stack is not None or None
+        return super().check_action(action, parameters)  # type: ignore[misc]
+
+    def action_restart_service(self: Any) -> None:
+        site, service, _ = self.selected()
+        if site is None or service is None:
+            self.notify("select a service to restart", severity="warning")
+            return
+        plan = plan_restart(self.config, self.seen_snapshot(), site, service.name)
+        self._confirm_and_run(plan)
+
+    def action_redeploy_stack(self: Any) -> None:
+        site, _, stack = self.selected()
+        if site is None or stack is None:
+            self.notify("select a stack to redeploy", severity="warning")
+            return
+        snap = self.seen_snapshot()
+        self.notify(f"planning redeploy of {stack} at {site}: fetching compose repos…")
+        self.run_worker(
+            lambda: self.post_message(PlanReady(gather_redeploy_plan(self.config, snap, site, stack))),
+            thread=True,
+            exit_on_error=False,
+            name="plan redeploy",
+            group="action",
+        )
+
+    def on_plan_ready(self: Any, message: PlanReady) -> None:
+        self._confirm_and_run(message.plan)
+
+    def _confirm_and_run(self: Any, plan: Plan) -> None:
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.push_screen(Progress(self.config, plan, self.action_wait_timeout))
+
+        self.push_screen(ConfirmPlan(plan), confirmed)
+
+    def help_rows(self: Any) -> list[tuple[str, str, str]]:
+        from .help import help_rows
+
+        return super().help_rows() + help_rows([("Actions", ACTION_BINDINGS)], self.get_key_display)  # type: ignore[misc]
+
+
+_CLASSES: dict[type, type] = {}
+
+
+def actions_app(base: type[App]) -> type[App]:
+    """`base` with the restart and redeploy keys: the app class to run when actions are allowed."""
+    if base not in _CLASSES:
+        # BINDINGS on the class itself: Textual merges bindings of DOMNode classes only, not of mixins.
+        _CLASSES[base] = type(f"Actions{base.__name__}", (ActionsMixin, base), {"BINDINGS": ACTION_BINDINGS})
+    return _CLASSES[base]
+
+
+def app_class(base: type[App], config: Config) -> type[App]:
+    """The app class for this config: read-only never has the action keys."""
+    return actions_app(base) if config.deploy.allow else base
