@@ -1,0 +1,191 @@
+"""The buckets pane: one keyed row per work queue (counts, sparkline of queued, rate, ETA, consumer and its
+state, problem mark) under a one-line summary of the Buckets service. Rows update cell by cell."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Static
+
+from ..format import ERROR, MUTED, STATE_TONE, SUCCESS, WARNING, Cell, Column, Row, latency, since
+from ..model import BucketsReport, BucketStatus
+from ..queue_trend import format_eta, format_rate, sparkline
+from .table import KeyedTable
+
+#: Narrower than this, the pane drops success/total and shortens bucket names.
+COMPACT_BELOW = 120
+
+WIDE_COLUMNS = (
+    Column("bucket", "bucket", 32),
+    Column("queued", "queued", 7),
+    Column("running", "running", 7),
+    Column("success", "success", 8),
+    Column("failure", "failure", 7),
+    Column("total", "total", 8),
+    Column("trend", "queued trend", 12),
+    Column("rate", "rate", 8),
+    Column("eta", "eta", 6),
+    Column("state", "consumer", 9),
+    Column("consumer", "consumed by", 0),
+)
+
+COMPACT_COLUMNS = (
+    Column("bucket", "bucket", 22),
+    Column("queued", "queued", 6),
+    Column("trend", "trend", 6),
+    Column("rate", "rate", 7),
+    Column("eta", "eta", 5),
+    Column("state", "consumer", 9),
+    Column("consumer", "by", 0),
+)
+
+#: Marks in front of a bucket's name.
+PROBLEM_MARK, GROWING_MARK = "!", "▲"
+
+
+def bucket_columns(compact: bool) -> tuple[Column, ...]:
+    return COMPACT_COLUMNS if compact else WIDE_COLUMNS
+
+
+def common_prefix(names: list[str]) -> str:
+    """The longest prefix ending in "-" that every name shares and none is only ("datatrail-")."""
+    if not names:
+        return ""
+    first = names[0]
+    prefix = ""
+    for index, char in enumerate(first):
+        if any(len(n) <= index or n[index] != char for n in names):
+            break
+        if char == "-" and all(len(n) > index + 1 for n in names):
+            prefix = first[: index + 1]
+    return prefix
+
+
+def _order(bucket: BucketStatus) -> tuple[int, str]:
+    return (0 if bucket.problem else 1 if bucket.growing else 2, bucket.name)
+
+
+def bucket_row(bucket: BucketStatus, compact: bool, stale: bool, prefix: str = "") -> Row:
+    """The row of one bucket; everything dimmed when the data is stale (the last poll failed)."""
+    mark = PROBLEM_MARK if bucket.problem else GROWING_MARK if bucket.growing else " "
+    name = bucket.name[len(prefix) :] if prefix and bucket.name.startswith(prefix) else bucket.name
+    trend_width = next(c.width for c in bucket_columns(compact) if c.key == "trend")
+    rate = bucket.rate_per_hour
+    consumer = bucket.consumer or "—"
+    if bucket.consumer and len(bucket.consumers) > 1:
+        consumer = f"{bucket.consumer} ({len(bucket.consumers)})"
+    state = bucket.consumer_state or ("?" if bucket.consumer else "")
+    cells = {
+        "bucket": Cell(f"{mark} {name}", ERROR if bucket.problem else WARNING if bucket.growing else None,
+                       bold=bool(bucket.problem)),
+        "queued": Cell(str(bucket.queued), WARNING if bucket.growing else None, bold=bucket.queued > 0),
+        "running": Cell(str(bucket.running)),
+        "success": Cell(str(bucket.success)),
+        "failure": Cell(str(bucket.failure), ERROR if bucket.failure else None),
+        "total": Cell(str(bucket.total)),
+        "trend": Cell(sparkline(bucket.history, trend_width), WARNING if bucket.growing else None),
+        "rate": Cell(format_rate(rate), WARNING if rate and rate > 0.05 else SUCCESS if rate and rate < -0.05 else None),
+        "eta": Cell(format_eta(bucket.eta_seconds)),
+        "state": Cell(state, ERROR if bucket.problem else STATE_TONE.get(state), bold=bool(bucket.problem)),
+        "consumer": Cell(consumer, ERROR if bucket.problem else None),
+    }
+    if stale:
+        cells = {k: Cell(c.text, MUTED, c.bold) for k, c in cells.items()}
+    return Row(bucket.key, "bucket", tuple(cells[c.key] for c in bucket_columns(compact)))
+
+
+def bucket_rows(report: BucketsReport | None, compact: bool = False) -> list[Row]:
+    """Every bucket's row: problems first, then growing queues, then by name."""
+    if report is None:
+        return []
+    stale = not report.reachable
+    buckets = sorted(report.buckets, key=_order)
+    prefix = common_prefix([b.name for b in buckets]) if compact and len(buckets) > 1 else ""
+    return [bucket_row(b, compact, stale, prefix) for b in buckets]
+
+
+def buckets_summary(report: BucketsReport | None, now: datetime) -> tuple[str, str]:
+    """The pane's header line and its tone ("ok", "problems", "unreachable", "pending")."""
+    if report is None:
+        return "buckets: not configured ([buckets] url in the config)", "pending"
+    if not report.reachable:
+        if report.polled_at is None:
+            if report.error == "not polled yet":
+                return f"buckets {report.url} …", "pending"
+            return f"buckets UNREACHABLE: {report.error}; no data yet", "unreachable"
+        return (f"buckets UNREACHABLE: {report.error}; showing data from {since(report.polled_at, now)} ago",
+                "unreachable")
+    problems = sum(1 for b in report.buckets if b.problem)
+    growing = sum(1 for b in report.buckets if b.growing)
+    queued = sum(b.queued for b in report.buckets)
+    parts = [f"buckets {report.url}", latency(report.latency_ms), f"{len(report.buckets)} queues",
+             f"{queued} queued"]
+    if problems:
+        parts.append(f"{PROBLEM_MARK} {problems} with work waiting and the consumer not running")
+    if growing:
+        parts.append(f"{GROWING_MARK} {growing} growing")
+    return " · ".join(p for p in parts if p), "problems" if problems else "ok"
+
+
+class BucketsTable(KeyedTable):
+    """One row per bucket, keyed by its name."""
+
+    def __init__(self, *, compact_below: int = COMPACT_BELOW, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.compact_below = compact_below
+        self.compact: bool | None = None
+        self.report: BucketsReport | None = None
+
+    def show(self, report: BucketsReport | None) -> None:
+        self.report = report
+        compact = self.size.width < self.compact_below if self.size.width else bool(self.compact)
+        self.compact = compact
+        self.set_columns(bucket_columns(compact), bucket_rows(report, compact))
+
+    def relayout(self) -> None:
+        if self.size.width and (self.size.width < self.compact_below) != self.compact:
+            self.show(self.report)
+            return
+        super().relayout()
+
+
+class BucketsPane(Vertical):
+    """The Buckets service's summary line over the buckets table."""
+
+    DEFAULT_CSS = """
+    BucketsPane { height: 1fr; }
+    BucketsPane > #buckets-summary { height: 1; padding: 0 1; background: $panel; color: $text-muted; }
+    BucketsPane > #buckets-summary.-problems { color: $warning; }
+    BucketsPane > #buckets-summary.-unreachable { color: $text; background: $error; }
+    BucketsPane > BucketsTable { height: 1fr; scrollbar-size-vertical: 1; scrollbar-size-horizontal: 0; }
+    """
+
+    def __init__(self, *, id: str | None = "buckets-pane") -> None:
+        super().__init__(id=id)
+        self.report: BucketsReport | None = None
+        self._summary: tuple[str, str] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="buckets-summary", markup=False)
+        yield BucketsTable(id="buckets")
+
+    @property
+    def table(self) -> BucketsTable:
+        return self.query_one(BucketsTable)
+
+    def show(self, report: BucketsReport | None, now: datetime) -> None:
+        """Display `report`; only the cells and the summary that changed are repainted."""
+        self.report = report
+        summary = buckets_summary(report, now)
+        if summary != self._summary:
+            line = self.query_one("#buckets-summary", Static)
+            if self._summary is None or summary[1] != self._summary[1]:
+                for tone in ("ok", "problems", "unreachable", "pending"):
+                    line.set_class(tone == summary[1], f"-{tone}")
+            if self._summary is None or summary[0] != self._summary[0]:
+                line.update(Content(summary[0]))
+            self._summary = summary
+        self.table.show(report)
