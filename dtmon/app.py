@@ -104,9 +104,11 @@ class DtmonApp(App):
     # -- layout ------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield SiteBar(self.order, self.title, "ACTIONS ENABLED" if self.config.deploy.allow else "read-only")
+        yield SiteBar(self.order, "ACTIONS ENABLED" if self.config.deploy.allow else "read-only")
         yield ServicesTable(compact_below=COMPACT_BELOW, id="services")
-        yield Static(id="status", markup=False)
+        with Horizontal(id="statusbar"):
+            yield Static(Content(self.title), id="title", markup=False)
+            yield Static(id="status", markup=False)
         yield Input(placeholder="filter: site, stack, service or state — enter keeps it, escape clears it",
                     id="filter", classes="-hidden", select_on_focus=False)
         yield Footer()

@@ -1,4 +1,4 @@
-"""The top bar: one chip per site (state, poll latency, age of the data) and the app's title."""
+"""The top bar: one chip per site (state, poll latency, age of the data) and the read-only marker."""
 
 from __future__ import annotations
 
@@ -43,19 +43,17 @@ class SiteChip(Static):
 
 
 class SiteBar(Horizontal):
-    """Chips for every site, then the title and the read-only marker on the right."""
+    """Chips for every site, then the read-only marker on the right."""
 
-    def __init__(self, sites: Sequence[str], title: str, marker: str) -> None:
+    def __init__(self, sites: Sequence[str], marker: str) -> None:
         super().__init__(id="sitebar")
         self.sites = tuple(sites)
-        self._title = title
         self._marker = marker
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chips"):
             for site in self.sites:
                 yield SiteChip(site)
-        yield Static(Content(self._title), id="title", markup=False)
         yield Static(Content(self._marker), id="mode", markup=False)
 
     def show(self, sites: Sequence[SiteStatus], now: datetime) -> int:
