@@ -451,17 +451,24 @@ class Dockerd:
 
     @staticmethod
     def _reap_adopted() -> None:
-        """Reap zombie containerd/shim/container processes we adopted as subreaper."""
+        """Reap zombies we adopted as subreaper: containerd, its shims, and container processes.
+
+        Only those: a zombie child that another test's Popen still has to wait for is left alone
+        (container processes are told apart by living in a nested pid namespace).
+        """
         me = os.getpid()
         for pid in _pids():
             stat = proc_stat(pid)
-            if stat and stat[0] == "Z" and stat[1] == me:
-                try:
-                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                except OSError:
-                    continue
-                if comm.startswith(("containerd", "dockerd", "runc", "busybox", "sleep", "false", "docker-init")):
-                    reap(pid)
+            if not (stat and stat[0] == "Z" and stat[1] == me):
+                continue
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                nspid = next((line.split()[1:] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                              if line.startswith("NSpid:")), [])
+            except OSError:
+                continue
+            if comm.startswith(("containerd", "runc")) or len(nspid) > 1:
+                reap(pid)
 
     def leftovers(self) -> list[str]:
         """Processes (alive or zombie) and mounts of this engine that are still around."""

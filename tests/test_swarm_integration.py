@@ -273,3 +273,9 @@ def test_engine_cleanup_after_a_crash_leaves_nothing_behind():
         engine.stop()
     assert engine.leftovers() == []
     assert not engine.dir.exists()
+    from engines import proc_stat
+
+    zombies = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+               if (proc_stat(pid) or ("", 0))[0] == "Z" and proc_stat(pid)[1] == os.getpid()
+               and Path(f"/proc/{pid}/comm").read_text().strip() in ("containerd", "containerd-shim", "sleep")]
+    assert zombies == []
