@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .model import BucketsReport, BucketStatus, ServiceStatus, SiteStatus, Snapshot
+from .model import FeedCheck, Progress, ProgressReport
 
 
 def iso(when: datetime | None) -> str | None:
@@ -53,6 +54,7 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
         "generated_at": iso(snap.generated_at),
         "sites": [site_json(site) for site in snap.sites],
         **buckets_json(snap.buckets),
+        **progress_json(snap.progress),
         "problems": snap.problems,
     }
 
@@ -86,6 +88,7 @@ def render_text(snap: Snapshot) -> str:
             lines.append("  * not in the stack's compose file")
         lines.append("")
     lines.extend(buckets_text(snap.buckets))
+    lines.extend(progress_text(snap.progress))
     problems = snap.problems
     if problems:
         lines.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}:")
@@ -151,5 +154,96 @@ def buckets_text(report: BucketsReport | None) -> list[str]:
         lines.append("  (no bucket matches)")
     if report.reachable and any(b.problem or b.growing for b in report.buckets):
         lines.append("  ! work waiting, consumer not running   ^ queue keeps growing")
+    lines.append("")
+    return lines
+
+
+def _num(value: float | None) -> float | int | None:
+    """A Prometheus number for JSON: whole values as integers, as Prometheus itself prints them."""
+    if value is not None and value.is_integer():
+        return int(value)
+    return value
+
+
+def progress_row_json(p: Progress) -> dict[str, Any]:
+    return {
+        "site": p.site,
+        "kind": p.kind,
+        "pending": _num(p.pending),
+        "done": _num(p.done),
+        "failed": _num(p.failed),
+        "percent": p.percent,
+        "rate_per_hour": p.rate_per_hour,
+        "eta_seconds": p.eta_seconds,
+    }
+
+
+def feed_json(f: FeedCheck) -> dict[str, Any]:
+    return {"name": f.name, "labels": dict(f.labels), "value": _num(f.value), "ok": f.ok, "detail": f.detail}
+
+
+def progress_json(report: ProgressReport | None) -> dict[str, Any]:
+    """`progress` (one object per site and kind) and `prometheus` (the source, its feeds and failed queries)."""
+    if report is None:
+        return {"progress": [], "prometheus": None}
+    source = {
+        "url": report.url,
+        "reachable": report.reachable,
+        "error": report.error,
+        "latency_ms": report.latency_ms,
+        "polled_at": iso(report.polled_at),
+        "window": report.window,
+        "feeds": [feed_json(f) for f in report.feeds],
+        "errors": list(report.query_errors),
+    }
+    return {"progress": [progress_row_json(p) for p in report.progress], "prometheus": source}
+
+
+def format_count(value: float | None) -> str:
+    """A file count for people: "12,345"; "-" when unknown."""
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def format_percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def format_per_hour(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}/h"
+
+
+def format_duration(seconds: float | None) -> str:
+    """An ETA for people: "done", "45s", "12m", "3h05m", "2d04h"; "-" when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds <= 0:
+        return "done"
+    from .collectors.prometheus import format_age
+
+    return format_age(seconds)
+
+
+def progress_text(report: ProgressReport | None) -> list[str]:
+    """The progress table and the feeds that are not ok, with a blank line after; nothing when not configured."""
+    if report is None:
+        return []
+    if report.reachable:
+        lines = [f"prometheus {report.url}: ok, {report.latency_ms:.0f} ms, window {report.window}"]
+    else:
+        lines = [f"prometheus {report.url}: UNREACHABLE ({report.error})"]
+    rows = [["SITE", "KIND", "PENDING", "DONE", "FAILED", "DONE%", "RATE", "ETA"]]
+    for p in report.progress:
+        rows.append([p.site, p.kind, format_count(p.pending), format_count(p.done), format_count(p.failed),
+                     format_percent(p.percent), format_per_hour(p.rate_per_hour), format_duration(p.eta_seconds)])
+    if len(rows) > 1 and report.reachable:
+        lines.extend(_table(rows))
+    elif report.reachable:
+        lines.append("  (no progress series)")
+    if report.reachable:
+        bad = [f for f in report.feeds if not f.ok]
+        good = len(report.feeds) - len(bad)
+        lines.append(f"  feeds: {good} ok" + (f", {len(bad)} bad" if bad else ""))
+        lines.extend(f"    {f.detail}" for f in bad)
+        lines.extend(f"  query {e}" for e in report.query_errors)
     lines.append("")
     return lines

@@ -41,11 +41,14 @@ def poll_sites(config: Config, collectors: list[SwarmCollector] | None = None) -
 def snapshot(config: Config) -> Snapshot:
     """A one-shot snapshot of the whole world (used by `dtmon status`)."""
     from .buckets import link_consumers, start_poll
+    from .prometheus import start_poll as start_progress
 
     deadline = time.monotonic() + config.timeout + 0.5
     wait_buckets = start_poll(config)  # runs while the sites are polled
+    wait_progress = start_progress(config)  # so does Prometheus
     sites = poll_sites(config)
     buckets = wait_buckets(deadline - time.monotonic())
     if buckets is not None:
         buckets = link_consumers(buckets, sites)
-    return Snapshot(generated_at=datetime.now(timezone.utc), sites=sites, buckets=buckets)
+    progress = wait_progress(deadline - time.monotonic())
+    return Snapshot(generated_at=datetime.now(timezone.utc), sites=sites, buckets=buckets, progress=progress)

@@ -1,0 +1,378 @@
+"""Replication and deletion progress per site, and the health of what feeds it, from Prometheus.
+
+Every query comes from the config (`[prometheus.queries]`, defaults in `dtmon.config.DEFAULT_QUERIES`),
+with `$window` replaced by the configured window. All queries of one poll run at once, each in its
+own thread, evaluated at the same instant, and the poll gives up after the configured timeout: a
+query that fails (bad syntax, a timeout) is reported with its error and the others still count.
+An empty query turns that check off. No Textual here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+from ..config import Config, PrometheusConfig
+from ..model import PROGRESS_KINDS, FeedCheck, Progress, ProgressReport
+
+#: A push older than this (seconds) is a problem: three missed pushes of metric_pusher's 5-minute period.
+PUSH_MAX_AGE = 900.0
+#: The pending sparkline is a range query over the window in this many steps (HISTORY_STEPS + 1 points).
+HISTORY_STEPS = 48
+#: Connections kept per poll: every query runs at once.
+_POOL = 32
+
+_FEEDS = ("targets_up", "push_age", "pg_up")
+_PARTS = ("pending", "done", "failed")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def window_seconds(window: str) -> float:
+    """Seconds in a Prometheus duration such as "24h" (the config checks its form)."""
+    match = re.fullmatch(r"(\d+)([smhdwy])", window)
+    if not match:
+        raise ValueError(f"not a Prometheus duration: {window!r}")
+    return float(int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def expand(query: str, window: str) -> str:
+    """The query as sent: `$window` replaced by the window."""
+    return query.replace("$window", window)
+
+
+def format_age(seconds: float) -> str:
+    """A short age for people, to the nearest unit shown: 45s, 12m, 3h05m, 2d04h."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    minutes = round(whole / 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 48 * 60:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    hours = round(whole / 3600)
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+class _Unreachable(Exception):
+    """The server did not answer (refused, timed out, broken connection)."""
+
+
+def _connection_error(exc: BaseException, timeout: float) -> str:
+    """A short reason for a failed connection, without urllib3's wrapping."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"timed out after {timeout:g}s"
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if match:
+        return match.group(1).strip().lower()
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if "RemoteDisconnected" in text or "Connection aborted" in text:
+            return "connection closed without an answer"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _api_error(exc: Exception) -> str:
+    """Prometheus's own error from a non-200 answer, e.g. "bad_data: 1:12: parse error: ..."."""
+    text = str(exc)
+    match = re.match(r"HTTP Status Code (\d+) \((b(?:'.*'|\".*\"))\)$", text, re.S)
+    if not match:
+        return text[:300]
+    status, raw = match.group(1), match.group(2)
+    try:
+        body = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        body = raw
+    shown = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    try:
+        data = json.loads(shown)
+        return f"{data.get('errorType', 'error')}: {data['error']}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"HTTP {status}: {shown.strip()[:200]}"
+
+
+def _number(raw: Any) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _labels(metric: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__"))
+
+
+def _vector(result: Any) -> list[tuple[dict[str, str], float | None]]:
+    """(labels, value) of an instant vector; ValueError for anything else (a scalar, a string)."""
+    if not isinstance(result, list) or not all(isinstance(r, dict) and "value" in r for r in result):
+        raise ValueError("expected an instant vector (one series per site)")
+    return [(r.get("metric") or {}, _number(r["value"][1])) for r in result]
+
+
+def _by_site(series: list[tuple[dict[str, str], float | None]]) -> dict[str, float]:
+    """Values summed per `site` label; ValueError when a series has none."""
+    out: dict[str, float] = {}
+    for metric, value in series:
+        site = metric.get("site")
+        if site is None:
+            raise ValueError("a series has no `site` label; group the query with `sum by (site) (...)`")
+        if value is not None:
+            out[site] = out.get(site, 0.0) + value
+    return out
+
+
+def _history_by_site(result: Any) -> dict[str, tuple[float, ...]]:
+    """Range query result -> per site the values, oldest first (series of one site summed per step)."""
+    if not isinstance(result, list) or not all(isinstance(r, dict) and "values" in r for r in result):
+        raise ValueError("expected a range vector (one series per site)")
+    steps: dict[str, dict[float, float]] = {}
+    for series in result:
+        site = (series.get("metric") or {}).get("site")
+        if site is None:
+            raise ValueError("a series has no `site` label; group the query with `sum by (site) (...)`")
+        points = steps.setdefault(site, {})
+        for ts, raw in series["values"]:
+            value = _number(raw)
+            if value is not None:
+                points[float(ts)] = points.get(float(ts), 0.0) + value
+    return {site: tuple(points[t] for t in sorted(points)) for site, points in steps.items()}
+
+
+def derive(
+    site: str,
+    kind: str,
+    pending: float | None,
+    done: float | None,
+    failed: float | None,
+    window: str,
+    history: Sequence[float] = (),
+) -> Progress:
+    """One site's progress of one kind from the raw numbers (pure; see `Progress` for the definitions)."""
+    hours = window_seconds(window) / 3600
+    rate = done / hours if done is not None else None
+    percent = None
+    if done is not None and pending is not None and done + pending > 0:
+        percent = done / (done + pending) * 100
+    eta = None
+    if pending is not None:
+        if pending <= 0:
+            eta = 0.0
+        elif rate is not None and rate > 0:
+            eta = pending / rate * 3600
+    return Progress(site, kind, pending, done, failed, percent, rate, eta, tuple(history))
+
+
+def feed_checks(name: str, series: list[tuple[dict[str, str], float | None]], max_push_age: float) -> list[FeedCheck]:
+    """Judge each series of a feed query: `up` and `pg_up` must be 1, a push no older than `max_push_age`."""
+    if not series:
+        return [FeedCheck(name, (), None, False, f"{name}: the query returned no series")]
+    checks = []
+    for metric, value in series:
+        labels = _labels(metric)
+        check = FeedCheck(name, labels, value, False, "")
+        where = check.target or "(no labels)"
+        if name == "push_age":
+            ok = value is not None and value <= max_push_age
+            age = format_age(value) if value is not None else "unknown"
+            detail = f"last push {where}: {age} ago"
+            if not ok:
+                detail += f" (older than {format_age(max_push_age)})"
+        elif name == "pg_up":
+            ok = value == 1
+            detail = f"pg_up {where}: {'up' if ok else f'{value:g}' if value is not None else 'no value'}"
+        else:
+            ok = value == 1
+            detail = f"target {where}: {'up' if ok else 'down'}"
+        checks.append(replace(check, ok=ok, detail=detail))
+    return checks
+
+
+class PrometheusCollector:
+    """Polls one Prometheus server; `poll()` never raises and never takes much longer than `timeout`."""
+
+    def __init__(
+        self,
+        config: PrometheusConfig,
+        timeout: float,
+        site_order: Sequence[str] = (),
+        max_push_age: float = PUSH_MAX_AGE,
+    ) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.site_order = tuple(site_order)
+        self.max_push_age = max_push_age
+        self.last = ProgressReport(config.url, reachable=False, error="not polled yet", window=config.window)
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        # Imported here: requests costs ~0.09 s, paid only when a [prometheus] is configured.
+        import requests
+        from prometheus_api_client.prometheus_connect import PrometheusConnect
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        with self._lock:
+            if self._client is None:
+                session = requests.Session()
+                # The library's own adapter (10 connections) sits on the base URL; this longer prefix
+                # wins for the API and lets every query of a poll have its connection. No retries.
+                session.mount(f"{self.config.url}/api/", HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=_POOL))
+                self._client = PrometheusConnect(
+                    self.config.url, retry=Retry(total=0), timeout=self.timeout, session=session
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _jobs(self, at: float) -> dict[str, tuple[str, str]]:
+        """name -> (kind of call, PromQL) for every query of one poll."""
+        jobs: dict[str, tuple[str, str]] = {}
+        for name, query in self.config.queries.items():
+            if query.strip():
+                jobs[name] = ("instant", expand(query, self.config.window))
+        for kind in PROGRESS_KINDS:
+            name = f"{kind}_pending"
+            if name in jobs:
+                jobs[f"{name}[range]"] = ("range", jobs[name][1])
+        return jobs
+
+    def _run(self, client: Any, call: str, query: str, at: float) -> Any:
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
+        try:
+            if call == "instant":
+                return client.custom_query(query, params={"time": f"{at:.3f}"})
+            end = math.floor(at)
+            span = window_seconds(self.config.window)
+            start = end - span
+            return client.custom_query_range(
+                query,
+                start_time=datetime.fromtimestamp(start, timezone.utc),
+                end_time=datetime.fromtimestamp(end, timezone.utc),
+                step=f"{span / HISTORY_STEPS:g}",
+            )
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise _Unreachable(_connection_error(exc, self.timeout)) from None
+        except PrometheusApiClientException as exc:
+            raise ValueError(_api_error(exc)) from None
+        except requests.exceptions.RequestException as exc:
+            raise ValueError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def poll(self) -> ProgressReport:
+        """Every query once, concurrently; a dead server is reported, a failing query named."""
+        started = time.monotonic()
+        deadline = started + self.timeout
+        at = round(time.time(), 3)
+        try:
+            client = self._connect()
+        except Exception as exc:  # noqa: BLE001 - a broken install must not take the dashboard down
+            return self._failed(f"cannot create the Prometheus client: {exc}")
+        jobs = self._jobs(at)
+        results: dict[str, Any] = {}
+        errors: dict[str, BaseException] = {}
+
+        def run(name: str, call: str, query: str) -> None:
+            try:
+                results[name] = self._run(client, call, query, at)
+            except Exception as exc:  # noqa: BLE001 - reported per query
+                errors[name] = exc
+
+        threads = [
+            threading.Thread(target=run, args=(name, call, query), daemon=True, name=f"prometheus-{name}")
+            for name, (call, query) in jobs.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        late = [name for name in jobs if name not in results and name not in errors]
+        for name in late:
+            errors[name] = _Unreachable(f"timed out after {self.timeout:g}s")
+        if jobs and all(isinstance(errors.get(name), _Unreachable) for name in jobs):
+            return self._failed(str(errors[next(iter(jobs))]))
+        report = self._assemble(results, errors, at)
+        report = replace(report, latency_ms=(time.monotonic() - started) * 1000)
+        self.last = report
+        return report
+
+    def _failed(self, reason: str) -> ProgressReport:
+        report = replace(self.last, reachable=False, error=f"{self.config.url}: {reason}", query_errors=())
+        self.last = report
+        return report
+
+    def _assemble(self, results: dict[str, Any], errors: dict[str, BaseException], at: float) -> ProgressReport:
+        query_errors: dict[str, str] = {name: str(exc) for name, exc in errors.items()}
+        values: dict[str, dict[str, float]] = {}
+        histories: dict[str, dict[str, tuple[float, ...]]] = {}
+        feeds: list[FeedCheck] = []
+        order = {name: i for i, name in enumerate(self._jobs(at))}
+        for name in sorted(results, key=lambda n: order.get(n, 0)):
+            result = results[name]
+            try:
+                if name.endswith("[range]"):
+                    histories[name.removesuffix("[range]")] = _history_by_site(result)
+                elif name in _FEEDS:
+                    feeds.extend(feed_checks(name, _vector(result), self.max_push_age))
+                else:
+                    values[name] = _by_site(_vector(result))
+            except ValueError as exc:
+                query_errors[name] = str(exc)
+        seen = {site for per_site in (*values.values(), *histories.values()) for site in per_site}
+        ordered = [s for s in self.site_order if s in seen] + sorted(seen - set(self.site_order))
+        progress = []
+        for site in ordered:
+            for kind in PROGRESS_KINDS:
+                parts = [values.get(f"{kind}_{part}", {}).get(site) for part in _PARTS]
+                history = histories.get(f"{kind}_pending", {}).get(site, ())
+                if all(p is None for p in parts) and not history:
+                    continue
+                progress.append(derive(site, kind, *parts, window=self.config.window, history=history))
+        return ProgressReport(
+            url=self.config.url,
+            reachable=True,
+            polled_at=datetime.fromtimestamp(at, timezone.utc),
+            window=self.config.window,
+            progress=tuple(progress),
+            feeds=tuple(feeds),
+            query_errors=tuple(
+                f"{name}: {text}" for name, text in sorted(query_errors.items(), key=lambda kv: order.get(kv[0], 0))
+            ),
+        )
+
+
+def start_poll(config: Config) -> Callable[[float], ProgressReport | None]:
+    """Start one poll of the configured Prometheus in a thread; the returned function waits for it.
+
+    The waiter takes the seconds it may still wait and returns None when no [prometheus] is configured.
+    """
+    if config.prometheus is None:
+        return lambda remaining: None
+    collector = PrometheusCollector(config.prometheus, config.timeout, site_order=[s.name for s in config.sites])
+    result: list[ProgressReport] = []
+    thread = threading.Thread(target=lambda: result.append(collector.poll()), daemon=True, name="poll-prometheus")
+    thread.start()
+
+    def wait(remaining: float) -> ProgressReport:
+        thread.join(max(0.0, remaining))
+        if result:
+            return result[0]
+        return replace(collector.last, reachable=False, error=f"{collector.config.url}: timed out after {config.timeout:g}s")
+
+    return wait
