@@ -373,7 +373,7 @@ def summary(sites: Sequence[SiteStatus], view: View, shown: int) -> str:
 
 TASK_COLUMNS = (
     Column("slot", "slot", 4),
-    Column("node", "node", 18),
+    Column("node", "node", 14),
     Column("state", "state", 9),
     Column("desired", "desired", 8),
     Column("since", "since", 5),

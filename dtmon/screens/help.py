@@ -23,6 +23,10 @@ def class_bindings(cls: type) -> list[Binding]:
     return list(by_key.values())
 
 
+#: Words for bindings Textual itself declares without a description.
+FALLBACK_DESCRIPTIONS = {"help_quit": "Say how to quit (ctrl+q or q)"}
+
+
 def help_rows(
     sections: Sequence[tuple[str, Iterable[Binding]]], key_display: Callable[[Binding], str]
 ) -> list[tuple[str, str, str]]:
@@ -31,7 +35,11 @@ def help_rows(
     for title, bindings in sections:
         merged: dict[tuple[str, str], list[str]] = {}
         for binding in bindings:
-            description = binding.tooltip or binding.description or binding.action.replace("_", " ")
+            description = (
+                binding.tooltip
+                or binding.description
+                or FALLBACK_DESCRIPTIONS.get(binding.action, binding.action.replace("_", " "))
+            )
             merged.setdefault((binding.action, description), []).append(key_display(binding))
         for (_, description), keys in merged.items():
             rows.append((title, " / ".join(dict.fromkeys(keys)), description))
