@@ -18,6 +18,8 @@ import pytest
 from dtmon.collectors.swarm import RECENT_FAILURES, SwarmCollector
 from dtmon.config import load
 from dtmon.demo import Demo
+from dtmon.demo.flow import FILES_PER_WORK, OTHER_BUCKET, replicator_bucket
+from dtmon.demo.prometheus import PromQLError, instant
 from dtmon.demo.world import (
     DEGRADED,
     FLAPPING,
@@ -292,6 +294,12 @@ def test_serve_and_status_json_in_subprocesses(tmp_path: Path) -> None:
         problems = report["problems"]
         assert any(p.startswith(f"{DEGRADED[0]} {DEGRADED[1]}: degraded 1/2") for p in problems), problems
         assert f"{MISSING[0]} {MISSING[1]}: missing (in the compose file, not deployed)" in problems
+        stopped_bucket = replicator_bucket(STOPPED[0])
+        buckets = {b["name"]: b for b in report["buckets"]}
+        assert buckets[stopped_bucket]["consumer_state"] == "stopped" and buckets[stopped_bucket]["queued"] > 0
+        assert any(p.startswith(f"bucket {stopped_bucket}: ") for p in problems), problems
+        kinds = {(p["site"], p["kind"]) for p in report["progress"]}
+        assert kinds == {(site, kind) for site in SITES for kind in ("replication", "deletion")}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -304,3 +312,112 @@ def test_serve_and_status_json_in_subprocesses(tmp_path: Path) -> None:
     assert not any(p.exists() for p in sockets)
     assert not sockets[0].parent.exists()
     assert not (tmp_path / "config.toml").exists()
+
+
+# ---------------------------------------------------------------------------
+# The Buckets service and Prometheus of the demo (issue 3).
+# ---------------------------------------------------------------------------
+
+
+def _buckets(demo: Demo, sites=()):
+    from dtmon.collectors.buckets import BucketsCollector, link_consumers
+
+    report = BucketsCollector(load(demo.config_path).buckets, timeout=5.0).poll_blocking()
+    assert report.reachable, report.error
+    return link_consumers(report, sites)
+
+
+def test_buckets_follow_the_services(demo: Demo, clock: ManualClock) -> None:
+    sites = [collector(demo, site).poll() for site in SITES]
+    report = _buckets(demo, sites)
+    by_name = {b.name: b for b in report.buckets}
+    assert set(by_name) == set(demo.flow.buckets()) - {OTHER_BUCKET}  # the include glob leaves it out
+    for name, bucket in by_name.items():
+        expected = demo.flow.counts(name, clock.now)
+        got = (bucket.queued, bucket.running, bucket.success, bucket.failure, bucket.total)
+        assert got == (expected.queued, expected.running, expected.success, expected.failure, expected.total), name
+    stopped = by_name[replicator_bucket(STOPPED[0])]
+    assert stopped.running == 0 and stopped.consumer_state == "stopped" and "not running" in stopped.problem
+    degraded = by_name[replicator_bucket(DEGRADED[0])]
+    assert degraded.consumer_state == "degraded" and degraded.problem
+    assert by_name[replicator_bucket("chime")].running == 2 and by_name[replicator_bucket("chime")].problem is None
+
+
+def test_a_stopped_consumer_lets_its_queue_grow(demo: Demo, clock: ManualClock) -> None:
+    before = {b.name: b for b in _buckets(demo).buckets}
+    clock.now += 3600
+    after = {b.name: b for b in _buckets(demo).buckets}
+    stopped = replicator_bucket(STOPPED[0])
+    assert after[stopped].queued - before[stopped].queued >= 30  # ~40 works arrive per hour, none leave
+    assert after[stopped].success == before[stopped].success
+    degraded = replicator_bucket(DEGRADED[0])
+    assert after[degraded].queued > before[degraded].queued
+    chime = replicator_bucket("chime")
+    assert after[chime].queued < before[chime].queued  # two replicas drain faster than work arrives
+    assert after[chime].success > before[chime].success
+
+
+def _progress(demo: Demo, **queries: str):
+    from dataclasses import replace
+
+    from dtmon.collectors.prometheus import PrometheusCollector
+
+    cfg = load(demo.config_path).prometheus
+    cfg = replace(cfg, queries={**cfg.queries, **queries})
+    return PrometheusCollector(cfg, timeout=10.0, site_order=SITES).poll()
+
+
+def test_prometheus_progress_is_the_buckets_story_in_files(demo: Demo) -> None:
+    report = _progress(demo)
+    assert report.reachable and not report.query_errors, report
+    at = report.polled_at.timestamp()
+    flow = demo.flow
+    rows = {(p.site, p.kind): p for p in report.progress}
+    for site in SITES:
+        bucket = replicator_bucket(site)
+        row = rows[(site, "replication")]
+        assert row.pending == flow.queued(bucket, at) * FILES_PER_WORK
+        done = (flow.counts(bucket, at).success - flow.counts(bucket, at - 86400).success) * FILES_PER_WORK
+        assert row.done == max(0, done)
+        end = float(int(at))
+        expected_history = [flow.queued(bucket, end - 86400 + i * 1800) * FILES_PER_WORK for i in range(49)]
+        assert list(row.pending_history) == expected_history
+    # Since its replicator stopped, nothing leaves the bucket: done stops, pending only grows.
+    stopped_bucket = replicator_bucket(STOPPED[0])
+    stopped_at = flow.stopped_at(stopped_bucket)
+    assert stopped_at is not None and stopped_at < at
+    assert flow.counts(stopped_bucket, at).success == flow.counts(stopped_bucket, stopped_at + 1).success
+    stopped = rows[(STOPPED[0], "replication")]
+    times = [float(int(at)) - 86400 + i * 1800 for i in range(49)]
+    after = [v for t, v in zip(times, stopped.pending_history) if t > stopped_at]
+    assert len(after) >= 2 and after == sorted(after) and after[-1] > after[0]
+    chime = rows[("chime", "replication")]
+    assert chime.rate_per_hour > 0 and chime.eta_seconds > 0
+    bad = [f for f in report.feeds if not f.ok]
+    assert [dict(f.labels).get("instance") for f in bad] == ["ha1.hco:9100"]
+    assert {f.name for f in report.feeds if f.ok} == {"targets_up", "push_age", "pg_up"}
+
+
+def test_prometheus_reports_a_bad_query_and_keeps_the_rest(demo: Demo) -> None:
+    report = _progress(demo, deletion_done="sum by (site) (increase(datatrail_deletion_completed_files_total[$window]")
+    assert report.reachable
+    assert len(report.query_errors) == 1 and report.query_errors[0].startswith("deletion_done: bad_data: ")
+    assert "parse error" in report.query_errors[0]
+    rows = {(p.site, p.kind): p for p in report.progress}
+    assert rows[("chime", "replication")].done and rows[("chime", "deletion")].done is None
+
+
+def test_promql_subset() -> None:
+    world = World(seed=1, start=1_800_000_000.0, clock=lambda: 1_800_000_000.0)
+    from dtmon.demo.flow import Flow
+
+    series = Flow(world).series()
+    up = instant("sum by (job) (up)", series, 1_800_000_000.0)["result"]
+    assert {r["metric"]["job"]: r["value"][1] for r in up}["node"] == "0"
+    age = instant('time() - push_time_seconds{job="metric_pusher"}', series, 1_800_000_000.0)["result"]
+    assert len(age) == 1 and "__name__" not in age[0]["metric"] and 0 <= float(age[0]["value"][1]) < 60
+    rate = instant('rate(datatrail_deletion_completed_files_total{site="chime"}[1h])', series, 1_800_000_000.0)
+    assert float(rate["result"][0]["value"][1]) == pytest.approx(9000 / 3600)
+    for broken in ("sum by (site) (", "up{job=}", "nosuchfn(up)", "up +"):
+        with pytest.raises(PromQLError):
+            instant(broken, series, 1_800_000_000.0)

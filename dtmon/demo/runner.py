@@ -8,7 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+from .buckets import buckets_server
 from .engine import EngineServer, SiteApi
+from .flow import Flow
+from .prometheus import PrometheusServer
 from .world import COMPOSE_FILES, DEFAULT_SEED, SITES, STACKS, World
 
 
@@ -49,6 +52,10 @@ def config_text(demo: "Demo", extra: str = "") -> str:
         for stack in STACKS[site]:
             lines.append(f'{stack} = "{demo.compose_paths[(site, stack)]}"')
         lines.append("")
+    if demo.buckets is not None:
+        lines += ["[buckets]", f'url = "{demo.buckets.url}"', 'include = ["datatrail-*"]', ""]
+    if demo.prometheus is not None:
+        lines += ["[prometheus]", f'url = "{demo.prometheus.url}"', 'window = "24h"', ""]
     if extra:
         lines.append(extra)
     return "\n".join(lines)
@@ -66,8 +73,13 @@ class Demo:
         refresh: float = 2.0,
         timeout: float = 3.0,
         sites: tuple[str, ...] = SITES,
+        sources: bool = True,
     ) -> None:
         self.world = World(seed=seed, start=start, clock=clock)
+        self.flow = Flow(self.world)
+        self.sources = sources  #: also serve the Buckets service and Prometheus
+        self.buckets = None
+        self.prometheus: PrometheusServer | None = None
         self.sites = sites
         self.refresh = refresh
         self.timeout = timeout
@@ -79,7 +91,7 @@ class Demo:
         self._wrote_config = False
 
     def start(self) -> Path:
-        """Serve every site, write compose files and the config; returns the config path."""
+        """Serve every site (and the Buckets service and Prometheus), write compose files and the config; returns the config path."""
         # Under /tmp with a short name: unix socket paths are limited to 108 bytes.
         self.base = Path(tempfile.mkdtemp(prefix="dtmon-demo-", dir="/tmp"))
         try:
@@ -91,6 +103,9 @@ class Demo:
                     path = stacks_dir / COMPOSE_FILES[(site, stack)]
                     path.write_text(compose_text(self.world, site, stack))
                     self.compose_paths[(site, stack)] = path
+            if self.sources:
+                self.buckets = buckets_server(self.flow).start()
+                self.prometheus = PrometheusServer(self.flow).start()
             directory = self.config_dir or self.base
             directory.mkdir(parents=True, exist_ok=True)
             self.config_path = directory / "config.toml"
@@ -102,13 +117,17 @@ class Demo:
         return self.config_path
 
     def stop(self) -> None:
-        """Stop every engine; remove sockets, compose files, the temp dir and the config written."""
+        """Stop every engine and source; remove sockets, compose files, the temp dir and the config written."""
         stoppers = [threading.Thread(target=engine.stop) for engine in self.engines.values()]
         for thread in stoppers:  # in parallel: each waits out its serve loop's poll interval
             thread.start()
         for thread in stoppers:
             thread.join()
         self.engines.clear()
+        for source in (self.buckets, self.prometheus):
+            if source is not None:
+                source.stop()
+        self.buckets = self.prometheus = None
         if self._wrote_config and self.config_path is not None:
             self.config_path.unlink(missing_ok=True)
             self._wrote_config = False
