@@ -26,6 +26,9 @@ from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, class_bindings, help_rows
 from .widgets.header import SiteBar
 from .widgets.table import ServicesTable
+from .widgets.buckets import BucketsPane
+from .widgets.progress import ProgressPane
+from .widgets.views import Views
 
 
 def stylesheet() -> Path:
@@ -105,7 +108,18 @@ class DtmonApp(App):
 
     def compose(self) -> ComposeResult:
         yield SiteBar(self.order, "ACTIONS ENABLED" if self.config.deploy.allow else "read-only")
-        yield ServicesTable(compact_below=COMPACT_BELOW, id="services")
+        with Views():
+            yield ServicesTable(compact_below=COMPACT_BELOW, id="services")
+            if self.config.buckets is not None:
+                from .collectors.buckets import BucketsCollector
+
+                collector = BucketsCollector(self.config.buckets, self.config.timeout)
+                yield BucketsPane(collector, refresh=self.config.refresh, clock=self.clock)
+            if self.config.prometheus is not None:
+                from .collectors.prometheus import PrometheusCollector
+
+                prometheus = PrometheusCollector(self.config.prometheus, self.config.timeout, site_order=self.order)
+                yield ProgressPane(prometheus, refresh=self.config.refresh, clock=self.clock)
         with Horizontal(id="statusbar"):
             yield Static(Content(self.title), id="title", markup=False)
             yield Static(id="status", markup=False)
@@ -203,6 +217,8 @@ class DtmonApp(App):
         table = self.query_one(ServicesTable)
         with self.batch_update():
             self.query_one(SiteBar).show(sites, now)
+            for pane in self.query(BucketsPane):
+                pane.link(sites, now)
             rows = build_rows(sites, now, self.view)
             if table.compact is None or table.compact == self.view.compact:
                 table.set_columns(columns(self.view.compact), rows)
@@ -274,6 +290,10 @@ class DtmonApp(App):
     def action_refresh(self) -> None:
         for name in self.order:
             self.start_poll(name)
+        for pane in self.query(BucketsPane):
+            pane.poll_now()
+        for pane in self.query(ProgressPane):
+            pane.poll_now()
         if isinstance(self.screen, DetailScreen):
             self.screen.fetch()
 
@@ -287,6 +307,7 @@ class DtmonApp(App):
         return help_rows(
             [
                 ("Everywhere", class_bindings(DtmonApp)),
+                ("Views", class_bindings(Views)),
                 ("Services table", class_bindings(ServicesTable)),
                 ("Service detail", class_bindings(DetailScreen)),
                 ("Filter box", [Binding("enter", "submit", "Keep the filter and go back to the table")]),

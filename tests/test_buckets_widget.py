@@ -19,6 +19,7 @@ from dtmon.widgets.buckets import (
     bucket_rows,
     buckets_summary,
     common_prefix,
+    short_consumer,
 )
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -65,6 +66,13 @@ def test_rows_put_problems_first_then_growing_queues_and_mark_them():
 def test_compact_rows_drop_the_shared_prefix_and_fit_80_columns():
     rows = bucket_rows(report(bucket(KKO, 1), bucket(HEAL, 2)), compact=True)
     assert [cell(r, True, "bucket").text for r in rows] == ["  replica-heal", "  replicator-kko-minoc"]
+    assert [cell(r, True, "consumer").text for r in rows] == [f"kko/{HEAL}", "kko/datatrail-replicator-kko-minoc"]
+    heal = bucket(HEAL, 1, consumer="*/datatrail-client_*_healer",
+                  consumers=(("chime/datatrail-client_deletion_healer", "running"),
+                             ("kko/datatrail-client_deletion_healer", "running")))
+    assert cell(bucket_rows(report(heal), compact=True)[0], True, "consumer").text == "*/*_healer (2)"
+    assert cell(bucket_rows(report(heal))[0], False, "consumer").text == "*/datatrail-client_*_healer (2)"
+    assert short_consumer("kko/datatrail-client_replicator") == "kko/replicator"
     fixed = sum(c.width + 2 for c in bucket_columns(True) if c.width)
     assert fixed + 2 + 10 <= 79  # the flexible consumer column keeps at least 10 cells plus the scrollbar
     assert common_prefix([KKO, HEAL]) == "datatrail-"

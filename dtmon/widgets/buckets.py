@@ -3,17 +3,24 @@ state, problem mark) under a one-line summary of the Buckets service. Rows updat
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
+from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Static
 
+from ..collectors.buckets import link_consumers
 from ..format import ERROR, MUTED, STATE_TONE, SUCCESS, WARNING, Cell, Column, Row, latency, since
-from ..model import BucketsReport, BucketStatus
-from ..queue_trend import format_eta, format_rate, sparkline
+from ..model import BucketsReport, BucketStatus, SiteStatus
+from ..queue_trend import QueueHistory, format_eta, format_rate, sparkline
 from .table import KeyedTable
+from .views import ViewBadge
 
 #: Narrower than this, the pane drops success/total and shortens bucket names.
 COMPACT_BELOW = 120
@@ -64,6 +71,12 @@ def common_prefix(names: list[str]) -> str:
     return prefix
 
 
+def short_consumer(pattern: str) -> str:
+    """A consumer without its stack: "kko/datatrail-client_replicator" -> "kko/replicator"."""
+    site, _, service = pattern.partition("/")
+    return f"{site}/{service.split('_', 1)[1] if '_' in service else service}"
+
+
 def _order(bucket: BucketStatus) -> tuple[int, str]:
     return (0 if bucket.problem else 1 if bucket.growing else 2, bucket.name)
 
@@ -75,8 +88,10 @@ def bucket_row(bucket: BucketStatus, compact: bool, stale: bool, prefix: str = "
     trend_width = next(c.width for c in bucket_columns(compact) if c.key == "trend")
     rate = bucket.rate_per_hour
     consumer = bucket.consumer or "—"
+    if bucket.consumer and compact:
+        consumer = short_consumer(bucket.consumer)
     if bucket.consumer and len(bucket.consumers) > 1:
-        consumer = f"{bucket.consumer} ({len(bucket.consumers)})"
+        consumer = f"{consumer} ({len(bucket.consumers)})"
     state = bucket.consumer_state or ("?" if bucket.consumer else "")
     cells = {
         "bucket": Cell(f"{mark} {name}", ERROR if bucket.problem else WARNING if bucket.growing else None,
@@ -152,8 +167,19 @@ class BucketsTable(KeyedTable):
         super().relayout()
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class BucketsPane(Vertical):
-    """The Buckets service's summary line over the buckets table."""
+    """The Buckets service's summary line over the buckets table; polls the service itself when given a collector.
+
+    Polls run in an async worker (httpx is async) and never pile up: the next one is scheduled when the
+    last one has finished. The worker only posts `Polled`; the handler keeps the queue history, links the
+    buckets to the sites' services (`link`, called by the app whenever the sites change) and repaints.
+    """
+
+    VIEW_TITLE = "buckets"
 
     DEFAULT_CSS = """
     BucketsPane { height: 1fr; }
@@ -163,18 +189,83 @@ class BucketsPane(Vertical):
     BucketsPane > BucketsTable { height: 1fr; scrollbar-size-vertical: 1; scrollbar-size-horizontal: 0; }
     """
 
-    def __init__(self, *, id: str | None = "buckets-pane") -> None:
+    @dataclass
+    class Polled(Message):
+        """A poll of the Buckets service finished."""
+
+        report: BucketsReport
+
+    def __init__(
+        self,
+        collector: Any = None,
+        *,
+        refresh: float = 5.0,
+        clock: Callable[[], datetime] = _utc_now,
+        id: str | None = "buckets-pane",
+    ) -> None:
         super().__init__(id=id)
-        self.report: BucketsReport | None = None
+        self.collector = collector
+        self.refresh_seconds = refresh
+        self.clock = clock
+        self.history = QueueHistory()
+        self.polls = 0  #: completed polls
+        self.raw: BucketsReport | None = None  #: the last poll with its trend, before linking to the sites
+        self.report: BucketsReport | None = None  #: what is shown
+        self.sites: tuple[SiteStatus, ...] = ()
         self._summary: tuple[str, str] | None = None
+        self._badge: str | None = None
+        self._in_flight = False
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="buckets-summary", markup=False)
         yield BucketsTable(id="buckets")
 
+    def on_mount(self) -> None:
+        if self.collector is not None:
+            self.raw = self.collector.last
+            self.poll_now()
+        self.link(self.sites)
+
     @property
     def table(self) -> BucketsTable:
         return self.query_one(BucketsTable)
+
+    # -- polling -----------------------------------------------------------------------
+
+    def poll_now(self) -> None:
+        """Poll the Buckets service now, unless a poll is already running."""
+        if self.collector is None or self._in_flight:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._in_flight = True
+        self.run_worker(self._poll(), group="poll-buckets", name="poll buckets", exit_on_error=False)
+
+    async def _poll(self) -> None:
+        try:
+            report = await self.collector.poll()
+        except Exception as exc:  # a collector never raises; if one does, it is shown, not a crash
+            report = replace(self.collector.last, reachable=False, error=f"{type(exc).__name__}: {exc}")
+        self.post_message(self.Polled(report))
+
+    def on_buckets_pane_polled(self, message: Polled) -> None:
+        message.stop()
+        self._in_flight = False
+        self.polls += 1
+        self.raw = self.history.record(message.report)
+        self.link(self.sites)
+        if self.is_attached and self.app.is_running:
+            self._timer = self.set_timer(self.refresh_seconds, self.poll_now, name="next poll buckets")
+
+    def link(self, sites: Sequence[SiteStatus], now: datetime | None = None) -> None:
+        """Judge the buckets' consumers against the sites' services and repaint what changed."""
+        self.sites = tuple(sites)
+        report = link_consumers(self.raw, self.sites) if self.raw is not None else None
+        self.show(report, now or self.clock())
+
+    # -- display -----------------------------------------------------------------------
 
     def show(self, report: BucketsReport | None, now: datetime) -> None:
         """Display `report`; only the cells and the summary that changed are repainted."""
@@ -189,3 +280,8 @@ class BucketsPane(Vertical):
                 line.update(Content(summary[0]))
             self._summary = summary
         self.table.show(report)
+        problems = len(report.problems()) if report is not None else 0
+        badge = f"!{problems}" if problems else ""
+        if badge != self._badge and self.id:
+            self._badge = badge
+            self.post_message(ViewBadge(self.id, badge))
