@@ -76,7 +76,7 @@ def events(engine: Dockerd, since: float, until: float) -> list[tuple[int, str, 
         return [
             (e["timeNano"], engine.name, e["Action"], e["Actor"]["Attributes"].get("name", ""))
             for e in found
-            if since - 1 <= e["timeNano"] / 1e9 <= until + 1
+            if since <= e["timeNano"] / 1e9 <= until  # same clock: the engines run on this machine
         ]
     finally:
         client.close()
@@ -248,6 +248,17 @@ def test_failed_step_stops_the_plan_and_resume_finishes_it(ctx, capsys):
     assert [c.split()[0] for c in start["plan"]] == ["git", "docker", "wait"]
     assert outcomes(ctx)[-1]["outcome"] == "done"
 
+    # Fail again, fix, and run the same redeploy from the start (no --resume): it converges, even though
+    # its first step removes a stack that is no longer there.
+    ctx.admin.push_change(KKO, compose({"replicator": {"deploy": {"placement": {"constraints": ["bogus"]}}}}), "again")
+    assert ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--yes", "--wait-timeout", "60") == 1
+    assert services(kko, "datatrail-client") == {}
+    ctx.admin.push_change(KKO, compose({"replicator": {"deploy": {"replicas": 2}}}), "fix again")
+    code = ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--yes", "--wait-timeout", "60")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert kko.service_ls() == {"datatrail-client_replicator": (2, 2)}
+
 
 def test_lock_held_by_another_process_refuses_and_names_it(ctx, capsys):
     code = (
@@ -373,3 +384,61 @@ def test_audit_command_shows_every_action_with_its_outcome(ctx, capsys):
     assert "redeploy datatrail-client at kko (resumed)  -> DONE" in text
     assert "redeploy datatrail at chime (core: every datatrail stack goes down)  -> DONE" in text
     assert "-> REFUSED" in text
+
+
+async def test_one_key_restarts_a_service_and_one_key_redeploys_a_stack_in_the_dashboard(ctx):
+    from dataclasses import replace as dc_replace
+
+    from textual.widgets import Button
+
+    from dtmon.app import DtmonApp
+    from dtmon.config import load
+    from dtmon.screens.actions import ConfirmPlan, Progress, app_class
+    from dtmon.widgets.table import ServicesTable
+
+    chime, kko = ctx.engines["chime"], ctx.engines["kko"]
+    config = load(ctx.config)
+    config = dc_replace(config, deploy=dc_replace(config.deploy, allow=True))
+    app = app_class(DtmonApp, config)(config)
+    force_before = services(kko)["datatrail-client_replicator"]["Spec"]["TaskTemplate"].get("ForceUpdate", 0)
+    chime_before = {k: (v["ID"], v["Version"]["Index"]) for k, v in services(chime).items()}
+
+    async def until(condition, what: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            await pilot.pause(0.1)
+
+    async def run_selected(key: str, press: str) -> Progress:
+        table = app.query_one(ServicesTable)
+        await until(lambda: table.row_for(key) is not None, f"row {key}")
+        table.move_cursor(row=table.get_row_index(key))
+        await pilot.pause()
+        await pilot.press(press)
+        await until(lambda: isinstance(app.screen, ConfirmPlan), "the confirm dialog")
+        assert app.focused is app.screen.query_one("#cancel", Button)
+        assert app.screen.plan.ok, app.screen.plan.refusal
+        app.screen.query_one("#run", Button).press()
+        await until(lambda: isinstance(app.screen, Progress), "the progress screen")
+        progress = app.screen
+        await until(lambda: progress.result is not None, "the run to end", timeout=120)
+        return progress
+
+    async with app.run_test(size=(140, 40)) as pilot:
+        old_tasks = {t["ID"] for t in kko.tasks("datatrail-client_replicator") if t["Status"]["State"] == "running"}
+        restart = await run_selected("kko/datatrail-client_replicator", "R")
+        assert restart.result.outcome == "done", restart.result.summary()
+        restarted = services(kko)["datatrail-client_replicator"]
+        assert restarted["Spec"]["TaskTemplate"]["ForceUpdate"] == force_before + 1
+        new_tasks = {t["ID"] for t in kko.tasks("datatrail-client_replicator") if t["Status"]["State"] == "running"}
+        assert len(new_tasks) == 2 and not new_tasks & old_tasks
+        await pilot.press("escape")
+        redeploy = await run_selected("stack:kko/datatrail-client", "D")
+        assert redeploy.result.outcome == "done", redeploy.result.summary()
+        assert [r.status for r in redeploy.result.runs] == ["done"] * 4
+
+    assert services(kko)["datatrail-client_replicator"]["ID"] != restarted["ID"]  # removed and deployed anew
+    assert kko.service_ls() == {"datatrail-client_replicator": (2, 2)}
+    assert {k: (v["ID"], v["Version"]["Index"]) for k, v in services(chime).items()} == chime_before
+    titles = [o.get("target") for o in outcomes(ctx)[-2:]]
+    assert titles == ["datatrail-client_replicator", "datatrail-client"]
