@@ -1,0 +1,307 @@
+"""The progress pane: per site and kind a bar with percent done, pending, done and failed in the window, rate,
+ETA and a sparkline of pending over the window; under it the health of the feeds (scrape targets, pushes,
+Postgres) and any query that failed. Rows are keyed and update cell by cell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Static
+
+from ..format import ERROR, MUTED, SUCCESS, WARNING, Cell, Column, Row, latency, since
+from ..model import FeedCheck, Progress, ProgressReport
+from ..queue_trend import sparkline
+from ..report import format_count, format_duration, format_per_hour
+from .table import KeyedTable
+from .views import ViewBadge
+
+#: Narrower than this, the pane shortens kinds and drops done and the wide bar.
+COMPACT_BELOW = 120
+
+WIDE_COLUMNS = (
+    Column("site", "site", 8),
+    Column("kind", "kind", 11),
+    Column("bar", "done in window", 21),
+    Column("pending", "pending", 9),
+    Column("done", "done", 9),
+    Column("failed", "failed", 7),
+    Column("rate", "rate", 9),
+    Column("eta", "eta", 6),
+    Column("trend", "pending over window", 0),
+)
+
+COMPACT_COLUMNS = (
+    Column("site", "site", 6),
+    Column("kind", "kind", 4),
+    Column("bar", "done", 15),
+    Column("pending", "pending", 7),
+    Column("failed", "failed", 6),
+    Column("rate", "rate", 7),
+    Column("eta", "eta", 5),
+    Column("trend", "pending", 0),
+)
+
+FEED_COLUMNS = (
+    Column("state", "feed", 4),
+    Column("check", "check", 8),
+    Column("value", "value", 7),
+    Column("detail", "detail", 0),
+)
+
+_SHORT_KIND = {"replication": "repl", "deletion": "del"}
+_CHECK_LABEL = {"targets_up": "up", "push_age": "push", "pg_up": "pg_up"}
+#: Width of the sparkline cell when the trend column takes the remaining width.
+TREND_WIDTH = {False: 24, True: 10}
+
+
+def progress_columns(compact: bool) -> tuple[Column, ...]:
+    return COMPACT_COLUMNS if compact else WIDE_COLUMNS
+
+
+def bar(percent: float | None, width: int) -> str:
+    """A bar of `width` cells filled to `percent` (floor, so only 100% looks full); dots when unknown."""
+    if percent is None:
+        return "·" * width
+    filled = max(0, min(width, int(percent / 100 * width)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def resample(values: Sequence[float], width: int) -> list[float]:
+    """At most `width` values spread evenly over the whole series (first and last kept)."""
+    values = list(values)
+    if len(values) <= width or width < 2:
+        return values[-width:] if width > 0 else []
+    step = (len(values) - 1) / (width - 1)
+    return [values[round(i * step)] for i in range(width)]
+
+
+def progress_row(p: Progress, compact: bool, stale: bool) -> Row:
+    """One site and kind; muted when the data is stale (the last poll failed)."""
+    bar_width = 8 if compact else 14
+    percent = f"{p.percent:5.1f}%" if p.percent is not None else "    -"
+    done_fully = p.pending == 0
+    cells = {
+        "site": Cell(p.site, bold=True),
+        "kind": Cell(_SHORT_KIND.get(p.kind, p.kind) if compact else p.kind),
+        "bar": Cell(f"{bar(p.percent, bar_width)} {percent}", SUCCESS if done_fully else None),
+        "pending": Cell(format_count(p.pending), None, bold=bool(p.pending)),
+        "done": Cell(format_count(p.done)),
+        "failed": Cell(format_count(p.failed), WARNING if p.failed else None),
+        "rate": Cell(format_per_hour(p.rate_per_hour), WARNING if p.rate_per_hour == 0 and p.pending else None),
+        "eta": Cell(format_duration(p.eta_seconds), WARNING if p.eta_seconds is None and p.pending else None),
+        "trend": Cell(sparkline(resample(p.pending_history, TREND_WIDTH[compact]), TREND_WIDTH[compact])),
+    }
+    if stale:
+        cells = {k: Cell(c.text, MUTED, c.bold) for k, c in cells.items()}
+    return Row(p.key, "progress", tuple(cells[c.key] for c in progress_columns(compact)))
+
+
+def progress_rows(report: ProgressReport | None, compact: bool = False) -> list[Row]:
+    """Every site and kind in the report's order (configured sites first)."""
+    if report is None:
+        return []
+    stale = not report.reachable
+    return [progress_row(p, compact, stale) for p in report.progress]
+
+
+def _feed_value(check: FeedCheck) -> str:
+    if check.value is None:
+        return "-"
+    if check.name == "push_age":
+        return format_duration(check.value) if check.value > 0 else "0s"
+    return f"{check.value:g}"
+
+
+def feed_rows(report: ProgressReport | None) -> list[Row]:
+    """Failed queries first, then bad feeds, then good ones; muted when stale."""
+    if report is None:
+        return []
+    stale = not report.reachable
+    rows = []
+    if not stale:
+        for text in report.query_errors:
+            name, _, error = text.partition(": ")
+            rows.append(Row(f"query/{name}", "query", (
+                Cell("ERR", ERROR, bold=True), Cell("query"), Cell(""), Cell(f"{name}: {error}", ERROR),
+            )))
+    for check in sorted(report.feeds, key=lambda c: c.ok):
+        state = Cell("ok", SUCCESS) if check.ok else Cell("BAD", ERROR, bold=True)
+        cells = (state, Cell(_CHECK_LABEL.get(check.name, check.name)), Cell(_feed_value(check)),
+                 Cell(check.detail, None if check.ok else ERROR))
+        if stale:
+            cells = tuple(Cell(c.text, MUTED, c.bold) for c in cells)
+        rows.append(Row(f"feed/{check.key}", "feed", cells))
+    return rows
+
+
+def progress_summary(report: ProgressReport | None, now: datetime) -> tuple[str, str]:
+    """The pane's header line and its tone ("ok", "problems", "unreachable", "pending")."""
+    if report is None:
+        return "progress: not configured ([prometheus] url in the config)", "pending"
+    if not report.reachable:
+        if report.polled_at is None:
+            if report.error == "not polled yet":
+                return f"prometheus {report.url} …", "pending"
+            return f"prometheus UNREACHABLE: {report.error}; no data yet", "unreachable"
+        return (f"prometheus UNREACHABLE: {report.error}; showing data from {since(report.polled_at, now)} ago",
+                "unreachable")
+    bad = sum(1 for f in report.feeds if not f.ok)
+    parts = [f"prometheus {report.url}", latency(report.latency_ms), f"window {report.window}",
+             f"feeds {len(report.feeds) - bad}/{len(report.feeds)} ok"]
+    if report.query_errors:
+        parts.append(f"{len(report.query_errors)} quer{'y' if len(report.query_errors) == 1 else 'ies'} failed")
+    return " · ".join(p for p in parts if p), "problems" if bad or report.query_errors else "ok"
+
+
+class ProgressTable(KeyedTable):
+    """One row per site and kind, keyed "site/kind"."""
+
+    def __init__(self, *, compact_below: int = COMPACT_BELOW, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.compact_below = compact_below
+        self.compact: bool | None = None
+        self.report: ProgressReport | None = None
+
+    def show(self, report: ProgressReport | None) -> None:
+        self.report = report
+        compact = self.size.width < self.compact_below if self.size.width else bool(self.compact)
+        self.compact = compact
+        self.set_columns(progress_columns(compact), progress_rows(report, compact))
+
+    def relayout(self) -> None:
+        if self.size.width and (self.size.width < self.compact_below) != self.compact:
+            self.show(self.report)
+            return
+        super().relayout()
+
+
+class FeedsTable(KeyedTable):
+    """One row per feed check and per failed query."""
+
+    def show(self, report: ProgressReport | None) -> None:
+        self.set_columns(FEED_COLUMNS, feed_rows(report))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ProgressPane(Vertical):
+    """Prometheus's summary line over the progress table and the feeds table; polls Prometheus itself.
+
+    The client blocks (prometheus-api-client), so each poll runs in a thread worker; polls never pile up:
+    the next is scheduled when the last has finished. The worker only posts `Polled`; the handler repaints.
+    """
+
+    VIEW_TITLE = "progress"
+
+    DEFAULT_CSS = """
+    ProgressPane { height: 1fr; }
+    ProgressPane > #progress-summary { height: 1; padding: 0 1; background: $panel; color: $text-muted; }
+    ProgressPane > #progress-summary.-problems { color: $warning; }
+    ProgressPane > #progress-summary.-unreachable { color: $text; background: $error; }
+    ProgressPane > ProgressTable { height: auto; max-height: 2fr; scrollbar-size-horizontal: 0; }
+    ProgressPane > FeedsTable { height: 1fr; min-height: 3; scrollbar-size-horizontal: 0; }
+    """
+
+    @dataclass
+    class Polled(Message):
+        """A poll of Prometheus finished."""
+
+        report: ProgressReport
+
+    def __init__(
+        self,
+        collector: Any = None,
+        *,
+        refresh: float = 5.0,
+        clock: Callable[[], datetime] = _utc_now,
+        id: str | None = "progress-pane",
+    ) -> None:
+        super().__init__(id=id)
+        self.collector = collector
+        self.refresh_seconds = refresh
+        self.clock = clock
+        self.polls = 0  #: completed polls
+        self.report: ProgressReport | None = None
+        self._summary: tuple[str, str] | None = None
+        self._badge: str | None = None
+        self._in_flight = False
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="progress-summary", markup=False)
+        yield ProgressTable(id="progress-table")
+        yield FeedsTable(id="feeds-table")
+
+    def on_mount(self) -> None:
+        if self.collector is not None:
+            self.show(self.collector.last)
+            self.poll_now()
+        else:
+            self.show(self.report)
+
+    # -- polling -----------------------------------------------------------------------
+
+    def poll_now(self) -> None:
+        """Poll Prometheus now, unless a poll is already running."""
+        if self.collector is None or self._in_flight:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._in_flight = True
+        self.run_worker(self._poll, thread=True, group="poll-prometheus", name="poll prometheus", exit_on_error=False)
+
+    def _poll(self) -> None:
+        try:
+            report = self.collector.poll()
+        except Exception as exc:  # a collector never raises; if one does, it is shown, not a crash
+            report = replace(self.collector.last, reachable=False, error=f"{type(exc).__name__}: {exc}")
+        self.post_message(self.Polled(report))
+
+    def on_progress_pane_polled(self, message: Polled) -> None:
+        message.stop()
+        self._in_flight = False
+        self.polls += 1
+        self.show(message.report)
+        if self.is_attached and self.app.is_running:
+            self._timer = self.set_timer(self.refresh_seconds, self.poll_now, name="next poll prometheus")
+
+    def on_unmount(self) -> None:
+        if self.collector is not None:
+            try:
+                self.collector.close()
+            except Exception:
+                pass
+
+    # -- display -----------------------------------------------------------------------
+
+    def show(self, report: ProgressReport | None, now: datetime | None = None) -> None:
+        """Display `report`; only the cells and the summary that changed are repainted."""
+        self.report = report
+        summary = progress_summary(report, now or self.clock())
+        if summary != self._summary:
+            line = self.query_one("#progress-summary", Static)
+            if self._summary is None or summary[1] != self._summary[1]:
+                for tone in ("ok", "problems", "unreachable", "pending"):
+                    line.set_class(tone == summary[1], f"-{tone}")
+            if self._summary is None or summary[0] != self._summary[0]:
+                line.update(Content(summary[0]))
+            self._summary = summary
+        with self.app.batch_update():
+            self.query_one(ProgressTable).show(report)
+            self.query_one(FeedsTable).show(report)
+        problems = len(report.problems()) if report is not None and report.error != "not polled yet" else 0
+        badge = f"!{problems}" if problems else ""
+        if badge != self._badge and self.id:
+            self._badge = badge
+            self.post_message(ViewBadge(self.id, badge))
