@@ -421,3 +421,51 @@ def test_promql_subset() -> None:
     for broken in ("sum by (site) (", "up{job=}", "nosuchfn(up)", "up +"):
         with pytest.raises(PromQLError):
             instant(broken, series, 1_800_000_000.0)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_dashboard_demo_cleans_up_when_killed(signum: int) -> None:
+    """A closed SSH session (SIGHUP) or a kill (SIGTERM) ends `dtmon demo` cleanly: no socket or dir left."""
+    import glob
+    import pty
+
+    before = set(glob.glob("/tmp/dtmon-demo-*"))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dtmon", "demo"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"},
+    )
+    os.close(slave)
+    screen = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            screen.extend(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (set(glob.glob("/tmp/dtmon-demo-*")) - before):
+            time.sleep(0.05)
+        created = set(glob.glob("/tmp/dtmon-demo-*")) - before
+        assert len(created) == 1, "the demo did not start its world"
+        world_dir = Path(created.pop())
+        while time.monotonic() < deadline and b"datatrail" not in screen:  # the dashboard drew the world
+            time.sleep(0.05)
+        assert b"datatrail" in screen
+        proc.send_signal(signum)
+        assert proc.wait(timeout=15) == 0
+        assert not world_dir.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        reader.join(5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import signal
 import sys
 import threading
@@ -34,6 +35,7 @@ def run_demo(serve_dir: Path | None) -> int:
     def on_signal(signum, frame) -> None:
         stop.set()
 
+    atexit.register(demo.stop)  # a safety net; stop() is idempotent
     try:
         path = demo.start()
         try:
@@ -42,7 +44,21 @@ def run_demo(serve_dir: Path | None) -> int:
             print(f"dtmon demo: the demo's own config is invalid: {exc}", file=sys.stderr)
             return 2
         if serve_dir is None:
-            DtmonApp(config, title_suffix="demo").run()
+            app = DtmonApp(config, title_suffix="demo")
+
+            def end_app(signum, frame) -> None:
+                # A closed SSH session or a kill: leave the app the normal way so the world is cleaned up.
+                def request() -> None:
+                    try:
+                        app.call_from_thread(app.exit)
+                    except RuntimeError:  # not running (yet or any more)
+                        stop.set()
+
+                threading.Thread(target=request, daemon=True).start()
+
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                previous[signum] = signal.signal(signum, end_app)
+            app.run()
             return 0
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
@@ -54,5 +70,6 @@ def run_demo(serve_dir: Path | None) -> int:
         return 0
     finally:
         demo.stop()
+        atexit.unregister(demo.stop)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
