@@ -318,3 +318,13 @@ def test_config_refuses_a_consumer_that_is_not_site_slash_service(tmp_path: Path
         load(path)
     path.write_text('[buckets]\nurl = "http://b:8004"\n[buckets.consumers]\n"datatrail-x" = "kko/datatrail-client_x"\n')
     assert load(path).buckets.consumers == {"datatrail-x": "kko/datatrail-client_x"}
+
+
+def test_buckets_collector_trend_and_server_import_no_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys, dtmon.collectors.buckets, dtmon.queue_trend, dtmon.buckets_server, dtmon.report; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
