@@ -290,3 +290,20 @@ def test_left_states_say_what_each_stack_is_left_in():
     early = left_states(plan, 1, 1)
     assert early["datatrail@chime"] == "untouched (as it was)"
     assert early["datatrail-client@chime"].startswith("being removed")
+
+
+def test_actions_never_import_textual_and_status_does_not_load_the_planner():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dtmon.cli\n"
+        "dtmon.cli.build_parser()\n"
+        "assert 'dtmon.actions.plan' not in sys.modules, 'status path loads the planner'\n"
+        "import dtmon.actions.plan, dtmon.actions.execute, dtmon.actions.gitrepo, dtmon.actions.lock\n"
+        "import dtmon.actions.audit, dtmon.actions.announce, dtmon.actions.restart, dtmon.actions.cli\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..config import Config
-from .plan import Plan
+
+if TYPE_CHECKING:  # the parser is built on every run (status too): import the planner only to act
+    from .plan import Plan
 
 EXIT_OK, EXIT_REFUSED, EXIT_READ_ONLY = 0, 1, 2
 
