@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from buckets_peers import workflow  # noqa: F401 - the official Buckets client, as a fixture
 
 from dtmon.collectors.swarm import RECENT_FAILURES, SwarmCollector
 from dtmon.config import load
@@ -469,3 +470,19 @@ def test_dashboard_demo_cleans_up_when_killed(signum: int) -> None:
             proc.wait()
         os.close(master)
         reader.join(5)
+
+
+def test_official_client_sees_the_simulated_buckets_and_its_own_work(demo: Demo, clock: ManualClock, workflow) -> None:
+    """workflow-core reads the simulated counts; work it deposits and withdraws adds to them, for dtmon too."""
+    url = demo.buckets.url
+    bucket = replicator_bucket("kko")
+    simulated = demo.flow.counts(bucket, clock.now).as_json()  # the clock stands still: these stay put
+    assert bucket in workflow.pipelines(url)
+    assert workflow.status(url, bucket) == simulated
+    workflow.deposit(url, bucket, 3, site="kko")
+    workflow.withdraw(url, bucket, 1, finish="success")
+    expected = dict(simulated, total=simulated["total"] + 3, queued=simulated["queued"] + 2,
+                    success=simulated["success"] + 1)
+    assert workflow.status(url, bucket) == expected
+    seen = {b.name: b for b in _buckets(demo).buckets}[bucket]
+    assert {k: getattr(seen, k) for k in expected} == expected
