@@ -100,3 +100,28 @@ async def test_buckets_beside_the_services_when_large_and_a_dead_source(buckets_
         assert summary.has_class("-unreachable")
         assert f"{buckets_server.url}/status/pipelines: HTTP 500" in str(summary.render())
         assert pane.table.row_count == 3  # last good data stays
+
+
+async def test_three_views_each_one_key_away_at_80x24(buckets_server):
+    """With the progress pane too: 1, 2, 3 switch views; the tab badges stay visible from any view."""
+    import socket
+
+    from dtmon.config import PrometheusConfig
+
+    with socket.socket() as sock:  # a loopback port nobody listens on: Prometheus is "down"
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    seed(buckets_server)
+    app = make_app(buckets_server.url)
+    app.config = Config(path=None, refresh=3600.0, timeout=2.0, buckets=app.config.buckets,
+                        prometheus=PrometheusConfig(dead))
+    async with app.run_test(size=(80, 24)) as pilot:
+        views = app.query_one(Views)
+        await until(pilot, lambda: len(views.views) == 3 and app.query_one(BucketsPane).polls >= 1)
+        panes = views.views
+        for key, index in (("3", 2), ("2", 1), ("1", 0), ("3", 2)):
+            await pilot.press(key)
+            assert [v.display for v in panes] == [i == index for i in range(3)], key
+        await pilot.press("4")  # no fourth view: nothing changes
+        assert [v.display for v in panes] == [False, False, True]
+        assert str(app.query_one("#tab-buckets-pane").label) == "2 buckets !1"
