@@ -57,6 +57,7 @@ class _Prometheus(msgspec.Struct, forbid_unknown_fields=True):
     url: str
     window: str = "24h"
     queries: dict[str, str] = {}
+    max_push_age: float = 900.0
 
 
 class _Deploy(msgspec.Struct, forbid_unknown_fields=True):
@@ -120,6 +121,7 @@ class PrometheusConfig:
     url: str  #: base URL, e.g. http://frb-vsop.chime:9090
     window: str = "24h"  #: window for rates and percent done; replaces $window in queries
     queries: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_QUERIES))  #: PromQL per quantity
+    max_push_age: float = 900.0  #: seconds; an older push from metric_pusher (3 missed 5-minute pushes) is a problem
 
 
 @dataclass(frozen=True)
@@ -380,7 +382,8 @@ def _build(path: Path, raw: _File) -> Config:
                 f"{path}: prometheus.window: expected a Prometheus duration such as 24h, got {raw.prometheus.window!r}"
             )
         prometheus = PrometheusConfig(
-            raw.prometheus.url.rstrip("/"), raw.prometheus.window, {**DEFAULT_QUERIES, **raw.prometheus.queries}
+            raw.prometheus.url.rstrip("/"), raw.prometheus.window, {**DEFAULT_QUERIES, **raw.prometheus.queries},
+            _positive(path, "prometheus.max_push_age", raw.prometheus.max_push_age),
         )
     d = raw.deploy
     if d.core not in d.order:

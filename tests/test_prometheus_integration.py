@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -266,6 +267,10 @@ def test_feeds_flag_a_dead_target_a_late_push_and_postgres_down(prom: PromServer
     assert any(prom.dead_target in p and "down" in p for p in problems)
     assert any("instance=kko" in p and "older than 15m" in p for p in problems)
     assert any("kko-postgres" in p for p in problems)
+    # The limit is the config's: at two hours kko's push is fine.
+    relaxed = replace(prom_config(prom.url), max_push_age=7200.0)
+    pushes = [f for f in PrometheusCollector(relaxed, timeout=10).poll().feeds if f.name == "push_age"]
+    assert len(pushes) == 2 and all(f.ok for f in pushes)
 
 
 def test_overridden_queries_in_the_config_drive_status_json(prom: PromServer, tmp_path: Path) -> None:

@@ -151,3 +151,19 @@ def test_progress_is_frozen() -> None:
     p = Progress("a", "deletion", 1.0, 1.0, 0.0, 50.0, 1.0, 3600.0)
     with pytest.raises(AttributeError):
         p.pending = 2.0  # type: ignore[misc]
+
+
+def test_config_max_push_age(tmp_path) -> None:
+    from dtmon.collectors.prometheus import PrometheusCollector
+    from dtmon.config import ConfigError, load
+
+    path = tmp_path / "c.toml"
+    path.write_text('[prometheus]\nurl = "http://p:9090"\n')
+    assert load(path).prometheus.max_push_age == 900.0
+    path.write_text('[prometheus]\nurl = "http://p:9090"\nmax_push_age = 3600\n')
+    config = load(path).prometheus
+    assert config.max_push_age == 3600.0
+    assert PrometheusCollector(config, 1.0).max_push_age == 3600.0
+    path.write_text('[prometheus]\nurl = "http://p:9090"\nmax_push_age = 0\n')
+    with pytest.raises(ConfigError, match="prometheus.max_push_age"):
+        load(path)

@@ -23,8 +23,9 @@ from typing import Any
 from ..config import Config, PrometheusConfig
 from ..model import PROGRESS_KINDS, FeedCheck, Progress, ProgressReport
 
-#: A push older than this (seconds) is a problem: three missed pushes of metric_pusher's 5-minute period.
-PUSH_MAX_AGE = 900.0
+#: A push older than this (seconds) is a problem by default (`[prometheus] max_push_age`): three missed
+#: pushes of metric_pusher's 5-minute period.
+PUSH_MAX_AGE = PrometheusConfig.max_push_age
 #: The pending sparkline is a range query over the window in this many steps (HISTORY_STEPS + 1 points).
 HISTORY_STEPS = 48
 #: Connections kept per poll: every query runs at once.
@@ -206,12 +207,12 @@ class PrometheusCollector:
         config: PrometheusConfig,
         timeout: float,
         site_order: Sequence[str] = (),
-        max_push_age: float = PUSH_MAX_AGE,
+        max_push_age: float | None = None,
     ) -> None:
         self.config = config
         self.timeout = timeout
         self.site_order = tuple(site_order)
-        self.max_push_age = max_push_age
+        self.max_push_age = config.max_push_age if max_push_age is None else max_push_age
         self.last = ProgressReport(config.url, reachable=False, error="not polled yet", window=config.window)
         self._client: Any = None
         self._lock = threading.Lock()
