@@ -176,3 +176,41 @@ async def test_progress_runs_steps_and_offers_resume_after_a_failure(tmp_path):
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, Progress)
+
+
+async def test_stop_ends_the_run_after_the_current_step_and_offers_resume(tmp_path):
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from dtmon.actions.plan import ANNOUNCE
+
+    class SlowHook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(1.0)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), SlowHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    announce = Step(ANNOUNCE, "announce", f"POST {url}", "chime", "datatrail", payload="{}", url=url)
+    config = make_config(tmp_path, allow=True)
+    app = make_app(config)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            screen = Progress(config, Plan("redeploy", "chime", "datatrail", steps=(announce, announce)))
+            app.push_screen(screen)
+            await pilot.pause(0.3)
+            assert screen.running
+            screen.query_one("#stop", Button).press()
+            await wait_finished(screen, pilot)
+            assert screen.result.outcome == "stopped"
+            assert [r.status for r in screen.result.runs] == ["done", "pending"]
+            assert "step 2" in str(screen.query_one("#resume", Button).label)
+    finally:
+        server.shutdown()

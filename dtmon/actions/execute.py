@@ -78,6 +78,13 @@ class RunResult:
     def failed_step(self) -> Step | None:
         return self.plan.steps[self.failed_index] if self.failed_index is not None else None
 
+    @property
+    def resume_index(self) -> int | None:
+        """Where a resume starts: the failed step, else the first step that did not run (after a stop)."""
+        if self.failed_index is not None:
+            return self.failed_index
+        return next((run.index for run in self.runs if run.status == PENDING), None)
+
     def summary(self) -> str:
         """What happened, for people."""
         lines = []

@@ -147,6 +147,7 @@ class Progress(Screen):
         yield Static(id="progress-note", markup=False)
         yield Static(id="progress-outcome", markup=False)
         with Horizontal(id="progress-buttons"):
+            yield Button("Stop", id="stop", variant="error", tooltip="Stop at the end of the current step")
             yield Button("Resume", id="resume", variant="warning", classes="-hidden")
             yield Button("Close", id="close", disabled=True)
         yield Footer()
@@ -212,6 +213,7 @@ class Progress(Screen):
     def on_run_finished(self, message: RunFinished) -> None:
         self.running = False
         self.result = message.result
+        self.query_one("#stop", Button).add_class("-hidden")
         self.query_one("#close", Button).disabled = False
         outcome = self.query_one("#progress-outcome", Static)
         if message.error:
@@ -222,10 +224,9 @@ class Progress(Screen):
         lines = [f"outcome: {result.outcome}"]
         if result.outcome != "done":
             lines += [f"  {where}: {state}" for where, state in result.states.items()]
-            failed = result.failed_step
-            if failed is not None and self.plan.action == "redeploy":
+            if result.resume_index is not None and self.plan.action == "redeploy":
                 resume = self.query_one("#resume", Button)
-                resume.label = f"Resume from step {result.failed_index + 1}"
+                resume.label = f"Resume from step {result.resume_index + 1}"
                 resume.remove_class("-hidden")
         outcome.update("\n".join(lines))
         outcome.set_class(result.outcome != "done", "-failed")
@@ -238,6 +239,10 @@ class Progress(Screen):
         event.stop()
         if event.button.id == "close":
             self.action_close()
+        elif event.button.id == "stop":
+            self.stop.set()
+            event.button.disabled = True
+            self.query_one("#progress-outcome", Static).update("stopping at the end of the current step…")
         elif event.button.id == "resume" and self.result is not None:
             event.button.disabled = True
             self.query_one("#progress-outcome", Static).update("making a fresh plan to resume…")
@@ -246,9 +251,9 @@ class Progress(Screen):
     def _replan_in_thread(self) -> None:
         from ..collectors.poll import snapshot
 
-        failed = self.result.failed_step
+        step = self.plan.steps[self.result.resume_index]
         fresh = gather_redeploy_plan(self.config, snapshot(self.config), self.plan.site, self.plan.target)
-        self.post_message(ResumeReady(resume_plan(fresh, failed.key)))
+        self.post_message(ResumeReady(resume_plan(fresh, step.key)))
 
     def on_resume_ready(self, message: ResumeReady) -> None:
         def confirmed(ok: bool | None) -> None:
