@@ -40,8 +40,9 @@ def rfc3339(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{nanos:09d}Z"
 
 
-def _version(index_seed: float) -> dict[str, int]:
-    return {"Index": int(index_seed) % 100000 + 10}
+def _version(changed_at: float) -> dict[str, int]:
+    """An object version that moves when the object changes, as swarm's raft index does."""
+    return {"Index": int(changed_at) % 100000 + 10}
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..buckets_server import BucketsServer
 from .buckets import buckets_server
 from .engine import EngineServer, SiteApi
 from .flow import Flow
@@ -38,7 +39,8 @@ def compose_text(world: World, site: str, stack: str) -> str:
     return "\n".join(lines)
 
 
-def config_text(demo: "Demo", extra: str = "") -> str:
+def config_text(demo: "Demo") -> str:
+    """The demo's config.toml: every site's socket and compose files, the Buckets service and Prometheus."""
     lines = [
         "# Simulated Datatrail world, written by `dtmon demo`; it lives as long as the demo runs.",
         f"refresh = {demo.refresh:g}",
@@ -56,8 +58,6 @@ def config_text(demo: "Demo", extra: str = "") -> str:
         lines += ["[buckets]", f'url = "{demo.buckets.url}"', 'include = ["datatrail-*"]', ""]
     if demo.prometheus is not None:
         lines += ["[prometheus]", f'url = "{demo.prometheus.url}"', 'window = "24h"', ""]
-    if extra:
-        lines.append(extra)
     return "\n".join(lines)
 
 
@@ -78,7 +78,7 @@ class Demo:
         self.world = World(seed=seed, start=start, clock=clock)
         self.flow = Flow(self.world)
         self.sources = sources  #: also serve the Buckets service and Prometheus
-        self.buckets = None
+        self.buckets: BucketsServer | None = None
         self.prometheus: PrometheusServer | None = None
         self.sites = sites
         self.refresh = refresh
