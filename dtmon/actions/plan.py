@@ -125,9 +125,9 @@ class Plan:
             return f"restart {self.target} at {self.site}"
         return f"redeploy {self.target} at {self.site}" + (" (core: every datatrail stack goes down)" if self.core else "")
 
-    def text(self) -> str:
+    def text(self, title: bool = True) -> str:
         """The plan as shown to the operator (CLI and confirm dialog)."""
-        lines = [self.title]
+        lines = [self.title] if title else []
         if self.snapshot_at is not None:
             lines.append(f"  acting on the snapshot of {self.snapshot_at.astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}")
         if self.refusal:

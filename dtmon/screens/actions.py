@@ -65,7 +65,7 @@ class ConfirmPlan(ModalScreen[bool]):
         with Vertical(id="confirm-dialog", classes="-refused" if not plan.ok else ("-core" if plan.core else "")):
             yield Static(Content.styled(plan.title, "bold"), id="confirm-title")
             with VerticalScroll(id="confirm-body"):
-                yield Static(Content(plan.text()), id="confirm-plan-text")
+                yield Static(Content(plan.text(title=False)), id="confirm-plan-text")
             if plan.ok and plan.core:
                 yield Static(Content(f"Every datatrail stack goes down. Type {plan.target} to enable Run:"))
                 yield Input(placeholder=plan.target, id="typed")
