@@ -340,6 +340,11 @@ class ActionsMixin:
             if action == "restart_service":
                 return service is not None or None  # None: shown dimmed
             return stack is not None or None
+        if isinstance(self.screen, Progress):
+            if action in ("filter", "toggle_problems", "clear_filter"):
+                return False  # dashboard keys do nothing here
+            if action == "quit" and self.screen.running:
+                return False  # never walk away from a half-done redeploy: Stop it first
         return super().check_action(action, parameters)  # type: ignore[misc]
 
     def action_restart_service(self: Any) -> None:
