@@ -214,7 +214,9 @@ class DtmonApp(App):
         """Bring header, table and status line up to date, touching only what changed."""
         now = self.clock()
         sites = self.site_list()
-        table = self.query_one(ServicesTable)
+        table = next(iter(self.query(ServicesTable)), None)
+        if table is None:  # a tick or a poll arriving while the app is being torn down
+            return
         with self.batch_update():
             self.query_one(SiteBar).show(sites, now)
             for pane in self.query(BucketsPane):
