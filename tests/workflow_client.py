@@ -14,8 +14,10 @@ It writes a throwaway workflow workspace naming URL as the buckets backend, unde
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 def _workspace(url: str) -> None:
     """A private HOME whose workflow workspace points the buckets backend at `url`."""
     home = Path(tempfile.mkdtemp(prefix="wfclient-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["HOME"] = str(home)
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         os.environ.pop(key, None)
