@@ -108,6 +108,7 @@ def describe(config: Config) -> str:
         lines.append("  (none)")
     if config.buckets:
         lines.append(f"buckets: {config.buckets.url} include {', '.join(config.buckets.include)}")
+        lines.extend(f"  consumer: {glob} -> {who}" for glob, who in config.buckets.consumers.items())
     if config.prometheus:
         lines.append(f"prometheus: {config.prometheus.url} window {config.prometheus.window}")
     d = config.deploy
