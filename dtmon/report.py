@@ -148,6 +148,8 @@ def buckets_text(report: BucketsReport | None) -> list[str]:
             [f"{b.name}{marks}", str(b.queued), str(b.running), str(b.success), str(b.failure), str(b.total),
              format_rate(b.rate_per_hour), format_eta(b.eta_seconds), b.consumer or "-", state]
         )
+    if not any(b.rate_per_hour is not None for b in report.buckets):  # one poll has no trend: no empty columns
+        rows = [row[:6] + row[8:] for row in rows]
     if len(rows) > 1 and report.reachable:
         lines.extend(_table(rows))
     elif report.reachable:

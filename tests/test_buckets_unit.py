@@ -329,3 +329,13 @@ def test_buckets_collector_trend_and_server_import_no_textual():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_status_text_shows_rate_and_eta_only_when_known():
+    one_poll = report(bucket("q", 4, None))
+    header = next(line for line in render_text(Snapshot(T0, (), buckets=one_poll)).splitlines() if "BUCKET" in line)
+    assert header.split() == ["BUCKET", "QUEUED", "RUNNING", "SUCCESS", "FAILURE", "TOTAL", "CONSUMER", "STATE"]
+    trend = report(BucketStatus("q", 4, 0, 0, 0, 4, rate_per_hour=-30.0, eta_seconds=480.0))
+    text = render_text(Snapshot(T0, (), buckets=trend))
+    row = next(line for line in text.splitlines() if line.strip().startswith("q "))
+    assert row.split()[6:8] == ["-30/h", "8m"]
