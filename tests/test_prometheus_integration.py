@@ -460,3 +460,40 @@ async def test_the_progress_pane_shows_what_prometheus_holds(prom: PromServer) -
             assert str(table.get_cell(key, "bar")).endswith(f"{percent:5.1f}%")
         assert pane.query_one(FeedsTable).row_count == 3
         assert pane.query_one("#progress-summary").has_class("-ok")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (502, b"<html>Bad Gateway</html>", "HTTP 502: <html>Bad Gateway</html>"),
+        (200, b"<html>login</html>", "the answer is not JSON (is this Prometheus?)"),
+        (200, b'{"status": "success"}', "the answer is not a Prometheus query result"),
+    ],
+)
+def test_a_server_that_is_not_prometheus_is_one_problem(status: int, body: bytes, error: str) -> None:
+    """Every query refused the same way (a proxy's 502, a login page): one problem naming the URL, not eleven."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        report = PrometheusCollector(prom_config(url), timeout=5).poll()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not report.reachable
+    assert report.error == f"{url}: {error}"
+    assert report.problems() == [f"prometheus: unreachable: {url}: {error}"]

@@ -273,8 +273,12 @@ class PrometheusCollector:
             raise _Unreachable(_connection_error(exc, self.timeout)) from None
         except PrometheusApiClientException as exc:
             raise ValueError(_api_error(exc)) from None
+        except requests.exceptions.JSONDecodeError:
+            raise ValueError("the answer is not JSON (is this Prometheus?)") from None
         except requests.exceptions.RequestException as exc:
             raise ValueError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        except (KeyError, TypeError, IndexError):
+            raise ValueError("the answer is not a Prometheus query result") from None
 
     def poll(self) -> ProgressReport:
         """Every query once, concurrently; a dead server is reported, a failing query named."""
@@ -307,6 +311,9 @@ class PrometheusCollector:
         for name in late:
             errors[name] = _Unreachable(f"timed out after {self.timeout:g}s")
         if jobs and all(isinstance(errors.get(name), _Unreachable) for name in jobs):
+            return self._failed(str(errors[next(iter(jobs))]))
+        if jobs and not results and len({str(e) for e in errors.values()}) == 1:
+            # Every query got the same refusal (e.g. a proxy's 502): one problem, not one per query.
             return self._failed(str(errors[next(iter(jobs))]))
         report = self._assemble(results, errors, at)
         report = replace(report, latency_ms=(time.monotonic() - started) * 1000)
