@@ -309,3 +309,48 @@ async def test_dashboard_keys_are_off_on_the_detail_screen(key):
         await pilot.press(key)
         assert app.view == fmt.View(compact=False)
         assert isinstance(app.screen, DetailScreen)
+
+
+INSTALLED_CHECK = """
+import asyncio, sys
+import dtmon
+from dtmon.app import DtmonApp, stylesheet
+from dtmon.config import Config
+
+async def main():
+    app = DtmonApp(Config(path=None), collectors=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        # Only styles/dtmon.tcss hides the filter box until "/" is pressed.
+        print(dtmon.__file__, stylesheet(), app.query_one("#filter").display)
+
+asyncio.run(main())
+"""
+
+
+def test_pip_install_ships_the_stylesheet(tmp_path):
+    """`pip install .` (not only an editable checkout) finds styles/dtmon.tcss as dtmon.styles."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"  # a copy: building in place would leave build/ and egg-info in the checkout
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for name in ("dtmon", "styles"):
+        shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "target"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(src)],
+        check=True, capture_output=True, timeout=300,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", INSTALLED_CHECK], env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout.split()
+    assert out[0].startswith(str(target))  # the installed copy, not the checkout
+    assert out[1] == str(target / "dtmon" / "styles" / "dtmon.tcss")
+    assert out[2] == "False"
