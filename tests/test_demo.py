@@ -25,6 +25,10 @@ from dtmon.demo.world import (
     DEGRADED,
     FLAPPING,
     MISSING,
+    OUTAGE_EVERY,
+    OUTAGE_FIRST,
+    OUTAGE_LENGTH,
+    OUTAGE_SITE,
     PENDING_ERROR,
     RESTART_DELAY,
     SITES,
@@ -167,6 +171,37 @@ def test_updating_now_and_then(demo: Demo, clock: ManualClock) -> None:
     row = find(coll.poll(), name)
     assert row.state == "running" and row.update_message is None
     assert abs(row.updated_at.timestamp() - demo.world.times(svc, clock.now).updated) < 0.01
+
+
+def test_a_manager_stops_answering_now_and_then(demo: Demo, clock: ManualClock) -> None:
+    from dataclasses import replace
+
+    from dtmon.collectors.poll import poll_sites
+
+    config = replace(load(demo.config_path), timeout=1.0)
+    collectors = [SwarmCollector(site, config.timeout) for site in config.sites]
+    cycles = (clock.now - demo.world.start - OUTAGE_FIRST) // OUTAGE_EVERY
+    outage = demo.world.start + OUTAGE_FIRST + cycles * OUTAGE_EVERY
+    assert outage <= clock.now
+
+    clock.now = outage - 5
+    before = {s.name: s for s in poll_sites(config, collectors)}
+    assert all(s.reachable for s in before.values())
+
+    clock.now = outage + 1
+    started = time.monotonic()
+    during = {s.name: s for s in poll_sites(config, collectors)}
+    assert time.monotonic() - started < config.timeout + 1.0
+    dead = during[OUTAGE_SITE]
+    assert not dead.reachable and "timed out" in dead.error
+    assert dead.stale and dead.stacks == before[OUTAGE_SITE].stacks  # the last good data stays
+    assert all(s.reachable for name, s in during.items() if name != OUTAGE_SITE)
+
+    clock.now = outage + OUTAGE_LENGTH + 1
+    after = {s.name: s for s in poll_sites(config, collectors)}
+    assert after[OUTAGE_SITE].reachable and after[OUTAGE_SITE].error is None
+    for c in collectors:
+        c.close()
 
 
 def test_same_seed_same_world_other_seed_other_ids(clock: ManualClock) -> None:

@@ -449,6 +449,12 @@ class _Handler(BaseHTTPRequestHandler):
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         api: SiteApi = self.server.api
         now = api.world.now()
+        outage_end = api.world.outage_end(api.site, now)
+        if outage_end is not None:
+            # A manager that stopped answering: the request hangs, then the connection drops unanswered.
+            self.server.stopping.wait(max(0.0, outage_end - now))
+            self.close_connection = True
+            return
         if path == "/_ping":
             self._send(200, b"OK", "text/plain; charset=utf-8")
         elif path == "/version":
@@ -494,6 +500,7 @@ class EngineServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()  #: set by stop(): requests hanging in an outage return
 
     @property
     def url(self) -> str:
@@ -512,6 +519,7 @@ class EngineServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def stop(self) -> None:
         """Stop serving, drop open connections, remove the socket file."""
+        self.stopping.set()
         if self._thread is not None:
             self.shutdown()
             self._thread.join()

@@ -68,6 +68,11 @@ STOPPED = ("hco", "datatrail-client_replicator")
 
 PENDING_ERROR = "no suitable node (insufficient resources on 1 node)"
 
+#: The site whose manager now and then stops answering (hco is still being set up), and when:
+#: OUTAGE_LENGTH seconds every OUTAGE_EVERY, the first OUTAGE_FIRST seconds after the world starts.
+OUTAGE_SITE = "hco"
+OUTAGE_FIRST, OUTAGE_EVERY, OUTAGE_LENGTH = 150.0, 360.0, 40.0
+
 
 @dataclass(frozen=True)
 class Behaviour:
@@ -285,6 +290,13 @@ class World:
                 )
             )
         return out
+
+    def outage_end(self, site: str, now: float) -> float | None:
+        """When the current outage of `site`'s manager ends, or None when it answers at `now`."""
+        if site != OUTAGE_SITE or now < self.start + OUTAGE_FIRST:
+            return None
+        into = (now - self.start - OUTAGE_FIRST) % OUTAGE_EVERY
+        return now + (OUTAGE_LENGTH - into) if into < OUTAGE_LENGTH else None
 
     def node_id(self, site: str, hostname: str | None) -> str | None:
         return swarm_id(self.seed, "node", site, hostname) if hostname else None
