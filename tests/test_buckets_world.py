@@ -89,14 +89,20 @@ def test_status_links_buckets_to_the_engines_services(world, buckets_server, wor
     assert all(s["reachable"] and s["stacks"] for s in data["sites"])
 
 
-def test_slow_buckets_service_delays_nothing_else(world, buckets_server):
+@pytest.mark.parametrize(("fault", "error"), [
+    ("slow", "no answer within 2s"),
+    ("500", "HTTP 500 Internal Server Error"),
+    ("garbage", "malformed answer: not JSON ('<html>502 Bad Gateway</html>\\x00{not json')"),
+])
+def test_failing_buckets_service_delays_nothing_else(world, buckets_server, fault, error):
     buckets_server.store.add(KKO, 3)
-    buckets_server.fault = "slow"
+    buckets_server.fault = fault
     timeout = 2.0
-    code, data, elapsed = run_status(world_config(world, buckets_server.url, "buckets-slow.toml", timeout=timeout))
+    code, data, elapsed = run_status(world_config(world, buckets_server.url, f"buckets-{fault}.toml", timeout=timeout))
     assert code == 1
     assert data["buckets_source"]["reachable"] is False
-    assert data["buckets_source"]["error"] == f"{buckets_server.url}/status/pipelines: no answer within 2s"
+    assert data["buckets_source"]["error"] == f"{buckets_server.url}/status/pipelines: {error}"
+    assert data["buckets"] == []
     assert f"buckets: unreachable: {data['buckets_source']['error']}" in data["problems"]
     assert all(s["reachable"] and s["stacks"] for s in data["sites"]), data["sites"]
     kko = next(s for s in data["sites"] if s["name"] == "kko")
