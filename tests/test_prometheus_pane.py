@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from textual.app import App, ComposeResult
 
 from dtmon.collectors.prometheus import derive
@@ -227,3 +228,38 @@ async def test_dashboard_at_80x24_has_a_progress_tab_one_key_away(tmp_path: Path
         await pilot.press("1")
         await pilot.pause()
         assert not pane.display and views.active == 0
+
+
+# -- SVG snapshots -------------------------------------------------------------------------------
+
+HISTORY = tuple(float(v) for v in (900, 880, 860, 800, 700, 650, 600, 560, 500, 420, 380, 300))
+SNAPSHOT_REPORT = report(
+    derive("chime", "replication", 43200.0, 172800.0, 10800.0, "24h", tuple(v * 48 for v in HISTORY)),
+    derive("chime", "deletion", 900.0, 64800.0, 10800.0, "24h", HISTORY),
+    derive("kko", "replication", 0.0, 86400.0, 21600.0, "24h", tuple(reversed(HISTORY))),
+    derive("kko", "deletion", 3600.0, 0.0, 0.0, "24h", (3600.0,) * 12),
+    derive("gbo", "replication", 1800.0, 21600.0, 0.0, "24h"),
+    feeds=(UP, PG_DOWN, FeedCheck("push_age", (("instance", "chime"), ("job", "metric_pusher")), 75.0, True,
+                                  "last push job=metric_pusher instance=chime: 1m ago")),
+    errors=("deletion_failed: bad_data: 1:14: parse error: unexpected end of input",),
+)
+
+
+class SnapshotHost(App):
+    def compose(self) -> ComposeResult:
+        yield ProgressPane(clock=lambda: NOW)
+
+    def on_mount(self) -> None:
+        self.query_one(ProgressPane).show(SNAPSHOT_REPORT)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_pane_snapshot(snap_compare, size):
+    async def settled(pilot):
+        table = pilot.app.query_one(ProgressTable)
+        deadline = time.monotonic() + 5
+        while (table.compact is not (size[0] < 120) or table.row_count != 5) and time.monotonic() < deadline:
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    assert snap_compare(SnapshotHost(), terminal_size=size, run_before=settled)

@@ -46,7 +46,7 @@ COMPACT_COLUMNS = (
     Column("failed", "failed", 6),
     Column("rate", "rate", 7),
     Column("eta", "eta", 5),
-    Column("trend", "pending", 0),
+    Column("trend", "trend", 0),
 )
 
 FEED_COLUMNS = (
