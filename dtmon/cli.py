@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import Config, ConfigError, default_path, load, locate
+from .config import DEFAULT_QUERIES, Config, ConfigError, default_path, load, locate
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -110,7 +110,11 @@ def describe(config: Config) -> str:
         lines.append(f"buckets: {config.buckets.url} include {', '.join(config.buckets.include)}")
         lines.extend(f"  consumer: {glob} -> {who}" for glob, who in config.buckets.consumers.items())
     if config.prometheus:
-        lines.append(f"prometheus: {config.prometheus.url} window {config.prometheus.window}")
+        prom = config.prometheus
+        lines.append(f"prometheus: {prom.url} window {prom.window}; a push older than {prom.max_push_age:g}s is a problem")
+        for name, query in prom.queries.items():
+            if query != DEFAULT_QUERIES.get(name):
+                lines.append(f"  {name}: {query or '(off)'}")
     d = config.deploy
     lines.append(
         f"actions: {'allowed' if d.allow else 'read-only'}; order {' -> '.join(d.order)}; core {d.core}; audit {d.audit}"

@@ -167,3 +167,24 @@ def test_config_max_push_age(tmp_path) -> None:
     path.write_text('[prometheus]\nurl = "http://p:9090"\nmax_push_age = 0\n')
     with pytest.raises(ConfigError, match="prometheus.max_push_age"):
         load(path)
+
+
+def test_config_check_names_overridden_and_disabled_queries(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from dtmon.collectors.prometheus import PrometheusCollector
+    from dtmon.config import load
+
+    path = tmp_path / "c.toml"
+    path.write_text('[prometheus]\nurl = "http://p:9090"\nwindow = "6h"\n[prometheus.queries]\n'
+                    'pg_up = ""\nreplication_done = "sum by (site) (increase(x_total[$window]))"\n')
+    out = subprocess.run([sys.executable, "-m", "dtmon", "--config", str(path), "config", "check"],
+                         capture_output=True, text=True).stdout
+    assert "prometheus: http://p:9090 window 6h; a push older than 900s is a problem" in out
+    assert "  replication_done: sum by (site) (increase(x_total[$window]))" in out
+    assert "  pg_up: (off)" in out
+    jobs = PrometheusCollector(load(path).prometheus, 1.0)._jobs(0.0)
+    assert "pg_up" not in jobs
+    assert jobs["replication_done"] == ("instant", "sum by (site) (increase(x_total[6h]))")
+    assert jobs["replication_pending[range]"][0] == "range"
