@@ -442,3 +442,40 @@ async def test_one_key_restarts_a_service_and_one_key_redeploys_a_stack_in_the_d
     assert {k: (v["ID"], v["Version"]["Index"]) for k, v in services(chime).items()} == chime_before
     titles = [o.get("target") for o in outcomes(ctx)[-2:]]
     assert titles == ["datatrail-client_replicator", "datatrail-client"]
+
+
+def test_restart_is_refused_while_the_service_is_updating(ctx):
+    import docker
+
+    from dtmon.actions import restart
+
+    kko = ctx.engines["kko"]
+    client = docker.APIClient(base_url=kko.url, version="auto", timeout=30)
+    # Not in a watched stack: a slow-rolling service of its own (one task at a time, 30 s apart).
+    spec = docker.types.TaskTemplate(
+        container_spec=docker.types.ContainerSpec("dtmon-test/busybox:latest", ["sleep", "86400"],
+                                                  stop_grace_period=1_000_000_000),
+        networks=[{"Target": "host"}],
+    )
+    created = client.create_service(
+        spec, name="slow-rolling", mode=docker.types.ServiceMode("replicated", replicas=2),
+        update_config=docker.types.UpdateConfig(parallelism=1, delay=30_000_000_000),
+    )
+    try:
+        kko.wait_converged({"slow-rolling": (2, 2)})
+        first = restart.force_update(client, created["ID"], "slow-rolling")
+        assert first == 1
+
+        def updating() -> bool:
+            return (client.inspect_service(created["ID"]).get("UpdateStatus") or {}).get("State") == "updating"
+
+        kko.wait_until(updating, 20, "the update to start")
+        with pytest.raises(restart.RestartError, match="already updating"):
+            restart.force_update(client, created["ID"], "slow-rolling")
+        spec_now = client.inspect_service(created["ID"])["Spec"]["TaskTemplate"]
+        assert spec_now["ForceUpdate"] == 1  # the refused restart changed nothing
+        with pytest.raises(restart.RestartError, match="now named"):
+            restart.force_update(client, created["ID"], "another-name")
+    finally:
+        client.remove_service(created["ID"])
+        client.close()
