@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 from textual.widgets import Button, DataTable, Input, Static
 
 from dtmon.actions import gitrepo

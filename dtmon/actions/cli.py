@@ -111,8 +111,6 @@ def _confirm(plan: Plan, stdin: TextIO, out: TextIO) -> bool:
 def _progress(out: TextIO):
     from .execute import DONE, FAILED, RUNNING, StepRun
 
-    total = [0]
-
     def show(run: StepRun) -> None:
         if run.status == RUNNING and run.started and not run.note:
             out.write(f"[{run.index + 1}] {run.step.title} ...\n")
@@ -121,7 +119,6 @@ def _progress(out: TextIO):
         elif run.status == FAILED:
             out.write(f"[{run.index + 1}] FAILED after {run.duration or 0:.1f}s: {run.error}\n")
         out.flush()
-        total[0] += 1
 
     return show
 

@@ -130,6 +130,7 @@ class Executor:
         self.action_id = uuid.uuid4().hex[:12]
         self.runs = [StepRun(i, s) for i, s in enumerate(plan.steps)]
         self._collectors: dict[str, Any] = {}
+        self._force: int | None = None  #: ForceUpdate set by this run's restart step
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -287,7 +288,7 @@ class Executor:
             return f"ForceUpdate is now {force}"
         if step.kind == WAIT_CONVERGED:
             assert step.site and step.service_id
-            force = getattr(self, "_force", None)
+            force = self._force
             if force is None:
                 force = int(
                     (self._client(step.site).inspect_service(step.service_id)["Spec"].get("TaskTemplate") or {}).get(
