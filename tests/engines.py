@@ -217,6 +217,26 @@ class Dockerd:
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
 
+    @classmethod
+    def adopt(cls, directory: str | Path) -> "Dockerd":
+        """An engine for a directory a crashed test run left behind, so that `stop()` can clean it up."""
+        directory = Path(directory)
+        engine = cls.__new__(cls)
+        engine.name = directory.name
+        engine.dir = directory
+        engine.sock = directory / "d.sock"
+        engine.data_root = directory / "data"
+        engine.exec_root = directory / "x"
+        engine.pidfile = directory / "dockerd.pid"
+        engine.log_path = directory / "dockerd.log"
+        engine.config_file = directory / "daemon.json"
+        engine.docker_config = directory / "cli"
+        engine.swarm_port = 0
+        engine.cgroup_parent = f"/{directory.name}"
+        engine.proc = None
+        engine.paused = False
+        return engine
+
     def __repr__(self) -> str:
         return f"Dockerd({self.name!r}, {self.url})"
 
@@ -387,7 +407,9 @@ class Dockerd:
             if not keep:
                 # Test containers hold no state: ending them first spares dockerd's stop timeouts.
                 self._end_containers()
-            end_process(self.proc.pid, grace=15.0)
+            # A dockerd sharing the machine with another swarm can wait 5 s for its ingress job at
+            # shutdown; when its state is thrown away anyway, 2 s of grace is enough.
+            end_process(self.proc.pid, grace=15.0 if keep else 2.0)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -428,26 +450,21 @@ class Dockerd:
         """SIGKILL every process in this engine's cgroups (its containers); optionally remove the cgroups."""
         for controller in ("pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd"):
             root = Path("/sys/fs/cgroup") / controller / self.cgroup_parent.lstrip("/")
-            if not root.is_dir():
-                continue
-            for procs in sorted(root.rglob("cgroup.procs"), key=lambda p: len(p.parts), reverse=True):
+            # Deepest first; cgroups that vanish while we walk are skipped (os.walk ignores errors).
+            groups = [Path(d) for d, _, _ in os.walk(root, topdown=False)]
+            for group in groups:
                 try:
-                    pids = [int(p) for p in procs.read_text().split()]
+                    pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
                 except OSError:
-                    pids = []
+                    continue
                 for pid in pids:
                     end_process(pid, grace=0.0)
-            if not remove_cgroups:
-                continue
-            for sub in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                try:
-                    sub.rmdir()
-                except OSError:
-                    pass
-            try:
-                root.rmdir()
-            except OSError:
-                pass
+            if remove_cgroups:
+                for group in groups:
+                    try:
+                        group.rmdir()
+                    except OSError:
+                        pass
 
     @staticmethod
     def _reap_adopted() -> None:

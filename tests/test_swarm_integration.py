@@ -217,6 +217,34 @@ def test_dead_manager_is_reported_and_others_complete(world):
     assert site_of(report, "kko")["reachable"] is True
 
 
+def test_removed_stack_is_reported_missing_and_comes_back(world):
+    kko = world.engines["kko"]
+    compose = world.compose["kko"]["datatrail-client"]
+    config = world.write_config(sites={"kko": ["datatrail-client"]})
+    kko.stack_rm("datatrail-client")
+    try:
+        assert kko.service_ls() == {}
+        report, proc, _ = status_json(config)
+        assert proc.returncode == 1
+        (stack,) = site_of(report, "kko")["stacks"]
+        assert {s["service"]: s["state"] for s in stack["services"]} == {
+            short: "missing" for short in ("replicator", "deletion_healer", "replication_healer",
+                                           "event_registration", "reattempt_unregistered",
+                                           "update_canfar_certificates")
+        }
+        assert stack["state"] == "missing"
+        assert len(report["problems"]) == 6
+    finally:
+        kko.stack_deploy(compose, "datatrail-client")
+        expect = {f"datatrail-client_{s}": (1, 1) for s in ("replicator", "deletion_healer", "replication_healer",
+                                                               "event_registration", "reattempt_unregistered",
+                                                               "update_canfar_certificates")}
+        kko.wait_converged(expect)
+    report, proc, _ = status_json(config)
+    assert proc.returncode == 0, report["problems"]
+    assert deployed_replicas(site_of(report, "kko")) == expect
+
+
 def test_collector_detail_has_task_history_errors_and_logs(world):
     config = load(world.config)
     collector = SwarmCollector(config.site("chime"), timeout=5.0)
