@@ -253,13 +253,14 @@ def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
     problems = site_problem_count(site)
     if not site.reachable:
         state = Cell(UNREACHABLE, ERROR, bold=True)
-        down_for = since(site.error_since, now)
-        parts = [f"unreachable {down_for}: {site.error}" if down_for else f"unreachable: {site.error}"]
-        if site.polled_at is not None:
-            parts.append(f"showing data from {since(site.polled_at, now)} ago")
+        # The state column already says "unreachable": the note says why, since when, and how old the data is.
+        down_for = f"for {since(site.error_since, now)}" if site.error_since is not None else ""
+        if view.compact:  # the age of the data is on the site's chip; the reason must fit
+            text = f"{down_for}: {site.error}" if down_for else str(site.error)
         else:
-            parts.append("no data yet")
-        note = Cell("; ".join(parts), ERROR)
+            data = f"data {since(site.polled_at, now)} old" if site.polled_at is not None else "no data yet"
+            text = " · ".join(p for p in (str(site.error), down_for, data) if p)
+        note = Cell(text, ERROR)
     elif site.polled_at is None:
         state = Cell("…", None)
         note = Cell("waiting for the first poll")
@@ -298,7 +299,7 @@ def build_rows(sites: Sequence[SiteStatus], now: datetime, view: View = View()) 
             shown = [
                 s
                 for s in sort_services(stack.services)
-                if matches(s, view.filter) and (not view.problems_only or s.is_problem or stale)
+                if matches(s, view.filter) and (not view.problems_only or s.is_problem)
             ]
             if not shown:
                 continue

@@ -118,9 +118,9 @@ def test_stale_site_rows_are_dimmed_and_say_since_when():
     site = rows[0]
     assert site.key == "site:gbo"
     assert cell(site, "state") == fmt.Cell("unreachable", fmt.ERROR, bold=True)
-    assert cell(site, "error").text == (
-        "unreachable 5m: connection failed: connection refused; showing data from 6m ago"
-    )
+    assert cell(site, "error").text == "connection failed: connection refused · for 5m · data 6m old"
+    compact = fmt.build_rows([gbo_stale()], NOW, fmt.View(compact=True))[0]
+    assert cell(compact, "error", compact=True).text == "for 5m: connection failed: connection refused"
     others = rows[1:]
     assert others and all(c.tone == fmt.MUTED for r in others for c in r.cells)
 
@@ -151,6 +151,7 @@ def test_problems_only_keeps_problems_and_unreachable_sites():
     }
     assert "site:kko" not in {r.key for r in rows}  # healthy site: nothing to show
     assert "site:gbo" in {r.key for r in rows}  # unreachable: a problem in itself
+    assert not any(k.startswith("gbo/") for k in services)  # but its healthy (if stale) services stay hidden
     assert "stack:chime/datatrail" not in {r.key for r in rows}
 
 
