@@ -276,12 +276,15 @@ class Progress(Screen):
 
 
 def gather_redeploy_plan(config: Config, snap: Snapshot, site: str, stack: str) -> Plan:
-    """Fetch the compose repos (blocking: call from a thread), then plan on `snap`."""
+    """Fetch the compose repos (blocking: call from a thread), then plan on `snap`; never raises."""
     from ..actions import gitrepo
     from ..actions.lock import who
     from ..actions.plan import compose_files
 
-    repos = gitrepo.gather(compose_files(config, site, stack))
+    try:
+        repos = gitrepo.gather(compose_files(config, site, stack))
+    except Exception as exc:  # e.g. git missing: a refusal the operator can read, not a silent worker error
+        return Plan("redeploy", site, stack, refusal=f"cannot read the compose repositories: {exc}")
     user, host = who()
     return plan_redeploy(config, snap, site, stack, repos, who=f"{user}@{host}")
 
