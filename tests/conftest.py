@@ -12,6 +12,7 @@ Tests that change the world (pause or kill an engine) must put it back before th
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from engines import Dockerd, compose_variant, require_engines, service_def, start_all, stop_all, write_config  # noqa: E402
 
 WORLD = Path(__file__).parent / "world"
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# `timeout pytest ...` sends SIGTERM: turn it into an interrupt so fixtures still stop their engines.
+if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _terminated)
 
 #: site -> stack -> compose file the config names.
 COMPOSE = {

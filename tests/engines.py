@@ -695,3 +695,35 @@ def leftovers() -> list[str]:
             found.append(f"process {pid}: {cmd[:120]}")
     found += [f"mount {p}" for p in mounts_under("/tmp") if "/dtm" in p]
     return found
+
+
+def clean_stale(base: str | Path = "/tmp", min_age: float = 120.0) -> list[Path]:
+    """Stop and remove engine dirs that a killed test run left behind; returns what was cleaned.
+
+    A dir is stale when it is older than `min_age` seconds and no dockerd of it runs under a live
+    parent (a dockerd whose test process died is adopted by init). Run: python tests/engines.py clean
+    """
+    cleaned = []
+    for directory in Path(base).glob("dtm*-*"):
+        if not (directory / "daemon.json").exists() or time.time() - directory.stat().st_mtime < min_age:
+            continue
+        owners = [
+            pid for pid in _pids()
+            if f"--exec-root={directory}/x" in _cmdline(pid) and _cmdline(pid).startswith(DOCKERD)
+        ]
+        if any(alive(pid) and (proc_stat(pid) or ("", 1))[1] != 1 for pid in owners):
+            continue  # a live test run owns it
+        Dockerd.adopt(directory).stop()
+        cleaned.append(directory)
+    return cleaned
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["clean"]:
+        for path in clean_stale():
+            print(f"cleaned {path}")
+    else:
+        print("usage: python tests/engines.py clean   (stop engines a killed test run left behind)")
+        sys.exit(2)
