@@ -292,12 +292,21 @@ class PrometheusCollector:
         jobs = self._jobs(at)
         results: dict[str, Any] = {}
         errors: dict[str, BaseException] = {}
+        finished = threading.Lock()  # held while recording; a query that answers after the deadline is dropped
+        closed = False
 
         def run(name: str, call: str, query: str) -> None:
             try:
-                results[name] = self._run(client, call, query, at)
+                outcome, failure = self._run(client, call, query, at), None
             except Exception as exc:  # noqa: BLE001 - reported per query
-                errors[name] = exc
+                outcome, failure = None, exc
+            with finished:
+                if closed:
+                    return
+                if failure is None:
+                    results[name] = outcome
+                else:
+                    errors[name] = failure
 
         threads = [
             threading.Thread(target=run, args=(name, call, query), daemon=True, name=f"prometheus-{name}")
@@ -307,12 +316,14 @@ class PrometheusCollector:
             thread.start()
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        with finished:
+            closed = True
         late = [name for name in jobs if name not in results and name not in errors]
         for name in late:
             errors[name] = _Unreachable(f"timed out after {self.timeout:g}s")
         if jobs and all(isinstance(errors.get(name), _Unreachable) for name in jobs):
             return self._failed(str(errors[next(iter(jobs))]))
-        if jobs and not results and len({str(e) for e in errors.values()}) == 1:
+        if len(jobs) > 1 and not results and len({str(e) for e in errors.values()}) == 1:
             # Every query got the same refusal (e.g. a proxy's 502): one problem, not one per query.
             return self._failed(str(errors[next(iter(jobs))]))
         report = self._assemble(results, errors, at)
