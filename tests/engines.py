@@ -201,10 +201,10 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 class Dockerd:
     """A private dockerd with its own data, exec root, pid file, unix socket and swarm."""
 
-    def __init__(self, name: str, base: str | Path = "/tmp") -> None:
+    def __init__(self, name: str, base: str | Path = "/tmp", directory: str | Path | None = None) -> None:
         self.name = name
-        # Short paths: the socket and containerd's sockets live under here.
-        self.dir = Path(tempfile.mkdtemp(prefix=f"dtm{name[:5]}-", dir=base))
+        # Short paths: the engine's socket and containerd's sockets live under here (108-byte limit).
+        self.dir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"dtm{name[:5]}-", dir=base))
         self.sock = self.dir / "d.sock"
         self.data_root = self.dir / "data"
         self.exec_root = self.dir / "x"
@@ -216,26 +216,16 @@ class Dockerd:
         self.cgroup_parent = f"/{self.dir.name}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
+        longest = self.exec_root / "containerd" / "containerd.sock.ttrpc"
+        if len(str(longest)) > 100:
+            if directory is None:
+                self.dir.rmdir()
+            raise EngineError(f"{self.name}: {self.dir} is too deep for unix socket paths; use a shorter base")
 
     @classmethod
     def adopt(cls, directory: str | Path) -> "Dockerd":
         """An engine for a directory a crashed test run left behind, so that `stop()` can clean it up."""
-        directory = Path(directory)
-        engine = cls.__new__(cls)
-        engine.name = directory.name
-        engine.dir = directory
-        engine.sock = directory / "d.sock"
-        engine.data_root = directory / "data"
-        engine.exec_root = directory / "x"
-        engine.pidfile = directory / "dockerd.pid"
-        engine.log_path = directory / "dockerd.log"
-        engine.config_file = directory / "daemon.json"
-        engine.docker_config = directory / "cli"
-        engine.swarm_port = 0
-        engine.cgroup_parent = f"/{directory.name}"
-        engine.proc = None
-        engine.paused = False
-        return engine
+        return cls(Path(directory).name, directory=directory)
 
     def __repr__(self) -> str:
         return f"Dockerd({self.name!r}, {self.url})"
