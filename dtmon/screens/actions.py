@@ -68,7 +68,7 @@ class ConfirmPlan(ModalScreen[bool]):
                 yield Static(Content(plan.text(title=False)), id="confirm-plan-text")
             if plan.ok and plan.core:
                 yield Static(Content(f"Every datatrail stack goes down. Type {plan.target} to enable Run:"))
-                yield Input(placeholder=plan.target, id="typed")
+                yield Input(placeholder="stack name", id="typed")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel" if plan.ok else "Close", id="cancel", variant="primary")
                 if plan.ok:
