@@ -59,6 +59,15 @@ def sparkline(values: Sequence[int], width: int = 12) -> str:
     return "".join(_BLOCKS[round((v - low) / (high - low) * top)] for v in shown)
 
 
+def changes(values: Sequence[int]) -> list[int]:
+    """`values` with runs of the same value collapsed: a queue at rest keeps the same sparkline (and repaints nothing)."""
+    out: list[int] = []
+    for value in values:
+        if not out or out[-1] != value:
+            out.append(value)
+    return out
+
+
 def format_rate(rate: float | None) -> str:
     """A signed rate per hour for people, e.g. "+120/h", "-3.5/h"; "-" when unknown."""
     if rate is None:

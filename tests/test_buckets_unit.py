@@ -25,6 +25,7 @@ from dtmon.model import (
 )
 from dtmon.queue_trend import (
     QueueHistory,
+    changes,
     eta_seconds,
     format_eta,
     format_rate,
@@ -225,6 +226,12 @@ def test_sparkline_scales_between_min_and_max_and_keeps_the_newest():
     assert sparkline([10, 10, 10]) == "▁▁▁"
     assert sparkline(list(range(20)), width=8) == "▁▂▃▄▅▆▇█"
     assert sparkline([]) == ""
+
+
+def test_changes_collapse_runs_so_a_queue_at_rest_keeps_its_sparkline():
+    assert changes([3, 3, 5, 5, 5, 2, 3, 3]) == [3, 5, 2, 3]
+    assert sparkline(changes([7] * 50)) == sparkline(changes([7] * 3)) == "▁"
+    assert changes([]) == []
 
 
 def test_formatting():

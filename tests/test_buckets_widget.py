@@ -156,6 +156,14 @@ async def test_pane_updates_only_the_cells_that_changed_and_keeps_the_cursor():
         await pilot.pause()
         assert spy.updates == []  # the same data touches nothing
 
+        # A longer history of the same value leaves the sparkline (and the whole row) alone.
+        pane.show(replace(first, buckets=(bucket(HEAL, 2, history=(2,)), bucket(KKO, 4), bucket(STATE, 0))), NOW)
+        await pilot.pause()
+        spy.updates.clear()
+        pane.show(replace(first, buckets=(bucket(HEAL, 2, history=(2, 2, 2, 2)), bucket(KKO, 4), bucket(STATE, 0))), NOW)
+        await pilot.pause()
+        assert spy.updates == []
+
         # A problem moves its bucket to the top; the cursor stays on its row.
         down = bucket(STATE, 7, consumer_state="down", problem="7 queued, consumer not running")
         pane.show(replace(first, buckets=(bucket(HEAL, 2), bucket(KKO, 4), down)), NOW)

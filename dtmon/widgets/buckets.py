@@ -16,9 +16,9 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from ..collectors.buckets import link_consumers
-from ..format import ERROR, MUTED, STATE_TONE, SUCCESS, WARNING, Cell, Column, Row, latency, since
+from ..format import ERROR, MUTED, STATE_TONE, SUCCESS, WARNING, Cell, Column, Row, since
 from ..model import BucketsReport, BucketStatus, SiteStatus
-from ..queue_trend import QueueHistory, format_eta, format_rate, sparkline
+from ..queue_trend import QueueHistory, changes, format_eta, format_rate, sparkline
 from .table import KeyedTable
 from .views import ViewBadge
 
@@ -101,7 +101,7 @@ def bucket_row(bucket: BucketStatus, compact: bool, stale: bool, prefix: str = "
         "success": Cell(str(bucket.success)),
         "failure": Cell(str(bucket.failure), ERROR if bucket.failure else None),
         "total": Cell(str(bucket.total)),
-        "trend": Cell(sparkline(bucket.history, trend_width), WARNING if bucket.growing else None),
+        "trend": Cell(sparkline(changes(bucket.history), trend_width), WARNING if bucket.growing else None),
         "rate": Cell(format_rate(rate), WARNING if rate and rate > 0.05 else SUCCESS if rate and rate < -0.05 else None),
         "eta": Cell(format_eta(bucket.eta_seconds)),
         "state": Cell(state, ERROR if bucket.problem else STATE_TONE.get(state), bold=bool(bucket.problem)),
@@ -136,7 +136,8 @@ def buckets_summary(report: BucketsReport | None, now: datetime) -> tuple[str, s
     problems = sum(1 for b in report.buckets if b.problem)
     growing = sum(1 for b in report.buckets if b.growing)
     queued = sum(b.queued for b in report.buckets)
-    parts = [f"buckets {report.url}", latency(report.latency_ms), f"{len(report.buckets)} queues",
+    # No latency here: it changes at every poll, and each repaint is paid for over the SSH link.
+    parts = [f"buckets {report.url}", f"{len(report.buckets)} queues",
              f"{queued} queued"]
     if problems:
         parts.append(f"{PROBLEM_MARK} {problems} with work waiting and the consumer not running")
