@@ -154,6 +154,12 @@ def test_consumer_on_an_unwatched_or_never_polled_site_is_unknown_not_a_problem(
         assert linked.consumer_state is None and linked.problem is None
 
 
+def test_consumer_whose_stack_is_not_watched_at_its_site_is_unknown():
+    core_only = [site("chime", ("datatrail_server", RUNNING))]
+    linked = link_consumers(report(bucket("datatrail-replicator-chime-minoc", 3)), core_only).buckets[0]
+    assert linked.consumer_state is None and linked.problem is None and linked.consumers == ()
+
+
 def test_stale_site_data_still_judges_the_consumer():
     sites = [site("kko", ("datatrail-client_replicator", DOWN), reachable=False, polled=True)]
     assert link_consumers(report(bucket("datatrail-replicator-kko-minoc", 1)), sites).buckets[0].problem

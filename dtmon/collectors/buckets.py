@@ -92,16 +92,25 @@ def _worst(states: Iterable[str]) -> str:
 
 
 def consumer_services(pattern: str, sites: Iterable[SiteStatus]) -> tuple[tuple[str, str], ...] | None:
-    """("site/stack_service", state) of every watched service matching `pattern`; None when no watched
-    site matches or none of them has been polled successfully yet (so the consumer's state is unknown)."""
+    """("site/stack_service", state) of every watched service matching `pattern`.
+
+    None when the consumer's state is unknown here: no site matching the pattern has been polled
+    successfully, or none of them watches the consumer's stack (the part before the first "_").
+    """
     site_glob, _, service_glob = pattern.partition("/")
-    matched_sites = [s for s in sites if fnmatchcase(s.name, site_glob)]
-    known = [s for s in matched_sites if s.polled_at is not None or s.reachable]
-    if not known:
+    stack_glob = service_glob.split("_", 1)[0] if "_" in service_glob else "*"
+    watching = [
+        site
+        for site in sites
+        if fnmatchcase(site.name, site_glob)
+        and (site.polled_at is not None or site.reachable)
+        and any(fnmatchcase(stack.name, stack_glob) for stack in site.stacks)
+    ]
+    if not watching:
         return None
     return tuple(
         (f"{site.name}/{service.name}", service.state)
-        for site in known
+        for site in watching
         for service in site.services
         if fnmatchcase(service.name, service_glob)
     )
@@ -125,8 +134,8 @@ def link_consumers(report: BucketsReport, sites: Iterable[SiteStatus]) -> Bucket
                 state = _worst(s for _, s in found) if found else "missing"
         problem = None
         if bucket.queued > 0 and state is not None and state != RUNNING:
-            bad = [key for key, s in matches if s != RUNNING]
-            who = ", ".join(f"{key} {s}" for key, s in matches if s != RUNNING) if bad else f"{bucket.consumer} missing"
+            bad = [f"{key} {s}" for key, s in matches if s != RUNNING]
+            who = ", ".join(bad) if bad else f"{bucket.consumer} missing"
             problem = f"{bucket.queued} queued, consumer not running: {who}"
         linked.append(replace(bucket, consumer_state=state, consumers=matches, problem=problem))
     return replace(report, buckets=tuple(linked))
