@@ -46,6 +46,9 @@ class Workflow:
     def withdraw(self, url: str, pipeline: str, count: int, finish: str = "success") -> list[str]:
         return self(url, "withdraw", pipeline, str(count), "--finish", finish)["withdrawn"]
 
+    def delete(self, url: str, pipeline: str, status: str | None = None) -> bool:
+        return self(url, "delete", pipeline, *(["--status", status] if status else []))["deleted"]
+
     def status(self, url: str, pipeline: str) -> dict[str, int]:
         return self(url, "status", pipeline)
 

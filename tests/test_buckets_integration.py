@@ -72,6 +72,12 @@ async def test_counts_match_what_the_official_client_deposited_and_withdrew(buck
     assert counts(kko) == {"total": 6, "queued": 2, "running": 1, "success": 2, "failure": 1}
     assert kko.consumer == "kko/datatrail-client_replicator"
 
+    # The official client's removal (a view, then a delete by ids) empties the queue.
+    assert workflow.delete(url, KKO, status="queued") is True
+    kko = next(b for b in (await BucketsCollector(BucketsConfig(url), 5.0).poll()).buckets if b.name == KKO)
+    assert counts(kko) == workflow.status(url, KKO) == {"total": 4, "queued": 0, "running": 1, "success": 2,
+                                                         "failure": 1}
+
 
 async def test_trend_follows_the_official_client_filling_then_draining(buckets_server, workflow):
     url = buckets_server.url

@@ -6,6 +6,7 @@ never imported by the tests themselves::
     python workflow_client.py URL deposit PIPELINE COUNT [--site SITE] [--priority N]
     python workflow_client.py URL withdraw PIPELINE COUNT [--finish success|failure|running]
     python workflow_client.py URL status PIPELINE
+    python workflow_client.py URL delete PIPELINE [--status queued]
     python workflow_client.py URL pipelines
 
 It writes a throwaway workflow workspace naming URL as the buckets backend, under a private HOME.
@@ -51,6 +52,9 @@ def main(argv: list[str]) -> int:
     withdraw.add_argument("pipeline")
     withdraw.add_argument("count", type=int)
     withdraw.add_argument("--finish", choices=["success", "failure", "running"], default="success")
+    delete = sub.add_parser("delete")
+    delete.add_argument("pipeline")
+    delete.add_argument("--status", default=None)
     status = sub.add_parser("status")
     status.add_argument("pipeline")
     sub.add_parser("pipelines")
@@ -84,6 +88,8 @@ def main(argv: list[str]) -> int:
                 work.update()
             withdrawn.append(str(work.id))
         print(json.dumps({"withdrawn": withdrawn}))
+    elif args.action == "delete":
+        print(json.dumps({"deleted": http.buckets.delete_many(args.pipeline, status=args.status, force=True)}))
     elif args.action == "status":
         print(json.dumps(http.buckets.status(pipeline=args.pipeline)))
     else:
