@@ -83,7 +83,9 @@ def test_feed_rows_put_failed_queries_then_bad_feeds_first():
 def test_summary():
     text, tone = progress_summary(report(CHIME, feeds=(UP, PG_DOWN), errors=("x: y",)), NOW)
     assert tone == "problems"
-    assert text == f"prometheus {URL} · 4ms · window 24h · feeds 1/2 ok · 1 query failed"
+    assert text == f"prometheus {URL} · window 24h · feeds 1/2 ok · 1 query failed"
+    slow = progress_summary(replace(report(CHIME), latency_ms=2500.0), NOW)[0]
+    assert slow == f"prometheus {URL} · slow: 2.5s · window 24h · feeds 0/0 ok"
     assert progress_summary(report(CHIME, feeds=(UP,)), NOW)[1] == "ok"
     text, tone = progress_summary(report(CHIME, reachable=False, polled_at=NOW - timedelta(minutes=3)), NOW)
     assert tone == "unreachable" and text.endswith("connection refused; showing data from 3m ago")

@@ -185,7 +185,8 @@ def feed_checks(name: str, series: list[tuple[dict[str, str], float | None]], ma
         where = check.target or "(no labels)"
         if name == "push_age":
             ok = value is not None and value <= max_push_age
-            age = format_age(value) if value is not None else "unknown"
+            # Minute resolution above a minute, "<1m" below: the text changes once a minute, not every poll.
+            age = "unknown" if value is None else "<1m" if value < 60 else format_age(value)
             detail = f"last push {where}: {age} ago"
             if not ok:
                 detail += f" (older than {format_age(max_push_age)})"

@@ -56,6 +56,9 @@ FEED_COLUMNS = (
     Column("detail", "detail", 0),
 )
 
+#: A poll slower than this (ms) shows its latency in the summary line.
+SLOW_MS = 1000.0
+
 _SHORT_KIND = {"replication": "repl", "deletion": "del"}
 _CHECK_LABEL = {"targets_up": "up", "push_age": "push", "pg_up": "pg_up"}
 #: Width of the sparkline cell when the trend column takes the remaining width.
@@ -116,7 +119,7 @@ def _feed_value(check: FeedCheck) -> str:
     if check.value is None:
         return "-"
     if check.name == "push_age":
-        return format_duration(check.value) if check.value > 0 else "0s"
+        return "<1m" if check.value < 60 else format_duration(check.value)
     return f"{check.value:g}"
 
 
@@ -154,7 +157,9 @@ def progress_summary(report: ProgressReport | None, now: datetime) -> tuple[str,
         return (f"prometheus UNREACHABLE: {report.error}; showing data from {since(report.polled_at, now)} ago",
                 "unreachable")
     bad = sum(1 for f in report.feeds if not f.ok)
-    parts = [f"prometheus {report.url}", latency(report.latency_ms), f"window {report.window}",
+    # Latency only when slow: a number that changes every poll would repaint the line every poll.
+    slow = f"slow: {latency(report.latency_ms)}" if report.latency_ms and report.latency_ms >= SLOW_MS else ""
+    parts = [f"prometheus {report.url}", slow, f"window {report.window}",
              f"feeds {len(report.feeds) - bad}/{len(report.feeds)} ok"]
     if report.query_errors:
         parts.append(f"{len(report.query_errors)} quer{'y' if len(report.query_errors) == 1 else 'ies'} failed")
