@@ -15,7 +15,7 @@ from dtmon.config import Config, DeployConfig, SiteConfig
 from dtmon.model import RUNNING, ServiceStatus, SiteStatus, StackStatus
 from dtmon.screens.actions import ConfirmPlan, Progress, actions_app, app_class
 from dtmon.widgets.table import ServicesTable
-from tests.gitworld import Repo
+from gitworld import Repo
 
 NOW = datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ from dtmon.actions.execute import Executor, run_plan
 from dtmon.actions.lock import ActionLock, LockHeld
 from dtmon.actions.plan import ANNOUNCE, PULL, Plan, Step
 from dtmon.config import Config, DeployConfig
-from tests.gitworld import Repo
+from gitworld import Repo
 
 
 def config_in(tmp_path) -> Config:

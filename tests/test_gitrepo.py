@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dtmon.actions import gitrepo
-from tests.gitworld import Repo
+from gitworld import Repo
 
 FILE = "stacks/kko-client.yaml"
 
