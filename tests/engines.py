@@ -348,9 +348,22 @@ class Dockerd:
         )
         self.wait_manager()
         # Nothing here publishes ports; without the ingress network dockerd stops 5 s sooner
-        # (it otherwise waits out "timeout while waiting for ingress network removal").
-        self.wait_until(lambda: self.docker("network", "rm", "ingress", check=False).returncode == 0, 30,
-                        "the ingress network to be removed", interval=0.2)
+        # (it otherwise waits out "timeout while waiting for ingress network removal") and no
+        # overlay sandbox is made.
+        # Its removal leaves a docker_gwbridge network whose bridge device would outlive the engine on
+        # the host: remove that too (libnetwork deletes the device with the network when it made it).
+        def overlay_plumbing_gone() -> bool:
+            for network in ("ingress", "docker_gwbridge"):
+                try:
+                    self.api("DELETE", f"/networks/{network}")
+                except EngineError as exc:
+                    if " 404 " not in str(exc):
+                        raise
+            names = {n.get("Name") for n in self.api("GET", "/networks")}
+            return not names & {"ingress", "docker_gwbridge"}
+
+        self.wait_until(overlay_plumbing_gone, 30, "the ingress and docker_gwbridge networks to be removed",
+                        interval=0.2)
 
     def import_image(self, tag: str = IMAGE) -> None:
         """`docker import` a rootfs of static busybox as `tag`."""
@@ -537,7 +550,7 @@ class Dockerd:
 
     def stack_deploy(self, compose: str | Path, name: str, *extra: str) -> None:
         """`docker stack deploy -c compose name` (no registry lookups: the image is local)."""
-        compose = Path(compose)
+        compose = Path(compose).resolve()
         self.docker("stack", "deploy", "--resolve-image", "never", *extra, "-c", str(compose), name, cwd=compose.parent)
 
     def stack_rm(self, name: str, timeout: float = 60.0) -> None:
