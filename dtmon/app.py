@@ -258,6 +258,7 @@ class DtmonApp(App):
         return True
 
     def action_filter(self) -> None:
+        self.query_one(Views).show_view(0)  # the filter applies to the services: show them
         box = self.query_one("#filter", Input)
         box.remove_class("-hidden")
         box.focus()

@@ -125,3 +125,16 @@ async def test_three_views_each_one_key_away_at_80x24(buckets_server):
         await pilot.press("4")  # no fourth view: nothing changes
         assert [v.display for v in panes] == [False, False, True]
         assert str(app.query_one("#tab-buckets-pane").label) == "2 buckets !1"
+
+
+async def test_filter_key_on_the_buckets_tab_brings_the_services_back(buckets_server):
+    seed(buckets_server)
+    app = make_app(buckets_server.url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(BucketsPane)
+        await until(pilot, lambda: pane.polls >= 1)
+        await pilot.press("2")
+        assert pane.display and not app.query_one(ServicesTable).display
+        await pilot.press("slash")
+        assert app.query_one(ServicesTable).display and not pane.display
+        assert app.focused is app.query_one("#filter")
