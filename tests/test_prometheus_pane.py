@@ -48,6 +48,17 @@ def cell(row, compact: bool, column: str):
 # -- pure ----------------------------------------------------------------------------------------
 
 
+def test_short_count_fits_seven_cells():
+    from dtmon.widgets.progress import short_count
+
+    assert [short_count(v) for v in (None, 0.0, 179_996.0, 999_999.0, 1_234_567.0, 98_765_432.0, 3.2e9)] == \
+        ["-", "0", "179,996", "999,999", "1.23M", "98.8M", "3.20G"]
+    from dtmon.widgets.progress import short_rate
+
+    assert [short_rate(v) for v in (None, 7200.0, 9999.0, 123_456.0, 4_500_000.0)] == \
+        ["-", "7,200/h", "9,999/h", "123k/h", "4.5M/h"]
+
+
 def test_bar_and_resample():
     assert bar(0, 4) == "░░░░" and bar(99.9, 4) == "███░" and bar(100, 4) == "████" and bar(None, 3) == "···"
     assert resample(list(range(49)), 5) == [0, 12, 24, 36, 48]

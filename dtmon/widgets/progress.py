@@ -45,7 +45,7 @@ COMPACT_COLUMNS = (
     Column("pending", "pending", 7),
     Column("failed", "failed", 6),
     Column("rate", "rate", 7),
-    Column("eta", "eta", 5),
+    Column("eta", "eta", 6),
     Column("trend", "trend", 0),
 )
 
@@ -86,19 +86,39 @@ def resample(values: Sequence[float], width: int) -> list[float]:
     return [values[round(i * step)] for i in range(width)]
 
 
+def short_count(value: float | None) -> str:
+    """A count in at most 7 cells: "179,996", then "1.23M"."""
+    if value is not None and abs(value) >= 9_999_999.5:
+        return f"{value / 1e9:.2f}G" if abs(value) >= 999_999_999.5 else f"{value / 1e6:.1f}M"
+    if value is not None and abs(value) >= 999_999.5:
+        return f"{value / 1e6:.2f}M"
+    return format_count(value)
+
+
+def short_rate(value: float | None) -> str:
+    """A rate per hour in at most 7 cells: "7,200/h", then "123k/h", "4.5M/h"."""
+    if value is not None and abs(value) >= 999_999.5:
+        return f"{value / 1e6:.1f}M/h"
+    if value is not None and abs(value) >= 9_999.5:
+        return f"{value / 1e3:.0f}k/h"
+    return format_per_hour(value)
+
+
 def progress_row(p: Progress, compact: bool, stale: bool) -> Row:
     """One site and kind; muted when the data is stale (the last poll failed)."""
     bar_width = 8 if compact else 14
     percent = f"{p.percent:5.1f}%" if p.percent is not None else "    -"
     done_fully = p.pending == 0
+    count = short_count if compact else format_count
     cells = {
         "site": Cell(p.site, bold=True),
         "kind": Cell(_SHORT_KIND.get(p.kind, p.kind) if compact else p.kind),
         "bar": Cell(f"{bar(p.percent, bar_width)} {percent}", SUCCESS if done_fully else None),
-        "pending": Cell(format_count(p.pending), None, bold=bool(p.pending)),
-        "done": Cell(format_count(p.done)),
-        "failed": Cell(format_count(p.failed), WARNING if p.failed else None),
-        "rate": Cell(format_per_hour(p.rate_per_hour), WARNING if p.rate_per_hour == 0 and p.pending else None),
+        "pending": Cell(count(p.pending), None, bold=bool(p.pending)),
+        "done": Cell(count(p.done)),
+        "failed": Cell(count(p.failed), WARNING if p.failed else None),
+        "rate": Cell((short_rate if compact else format_per_hour)(p.rate_per_hour),
+                     WARNING if p.rate_per_hour == 0 and p.pending else None),
         "eta": Cell(format_duration(p.eta_seconds), WARNING if p.eta_seconds is None and p.pending else None),
         "trend": Cell(sparkline(resample(p.pending_history, TREND_WIDTH[compact]), TREND_WIDTH[compact])),
     }
