@@ -62,8 +62,8 @@ async def test_buckets_tab_at_80x24_is_one_key_away(buckets_server):
         keys = [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
         assert keys == [INVENTORY, HEAL, KKO]  # the problem first
         assert cell(table, INVENTORY, "bucket").startswith(PROBLEM_MARK)
-        assert cell(table, INVENTORY, "state") == "down"
-        assert cell(table, KKO, "queued") == "4" and cell(table, KKO, "state") == "running"
+        assert cell(table, INVENTORY, "consumer") == "down chime/inventory"  # compact: consumer and state in one
+        assert cell(table, KKO, "queued") == "4" and cell(table, KKO, "consumer") == "kko/replicator"
 
         # New work arrives; `r` polls again and the row changes in place.
         buckets_server.store.add(KKO, 3)

@@ -67,6 +67,9 @@ def test_compact_rows_drop_the_shared_prefix_and_fit_80_columns():
     rows = bucket_rows(report(bucket(KKO, 1), bucket(HEAL, 2)), compact=True)
     assert [cell(r, True, "bucket").text for r in rows] == ["  replica-heal", "  replicator-kko-minoc"]
     assert [cell(r, True, "consumer").text for r in rows] == [f"kko/{HEAL}", "kko/datatrail-replicator-kko-minoc"]
+    down = bucket(KKO, 1, consumer="kko/datatrail-client_replicator", consumer_state="down", problem="x")
+    compact_down = cell(bucket_rows(report(down), compact=True)[0], True, "consumer")
+    assert (compact_down.text, compact_down.tone, compact_down.bold) == ("down kko/replicator", ERROR, True)
     heal = bucket(HEAL, 1, consumer="*/datatrail-client_*_healer",
                   consumers=(("chime/datatrail-client_deletion_healer", "running"),
                              ("kko/datatrail-client_deletion_healer", "running")))

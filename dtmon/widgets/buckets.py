@@ -17,7 +17,7 @@ from textual.widgets import Static
 
 from ..collectors.buckets import link_consumers
 from ..format import ERROR, MUTED, STATE_TONE, SUCCESS, WARNING, Cell, Column, Row, since
-from ..model import BucketsReport, BucketStatus, SiteStatus
+from ..model import RUNNING, BucketsReport, BucketStatus, SiteStatus
 from ..queue_trend import QueueHistory, changes, format_eta, format_rate, sparkline
 from .table import KeyedTable
 from .views import ViewBadge
@@ -26,7 +26,7 @@ from .views import ViewBadge
 COMPACT_BELOW = 120
 
 WIDE_COLUMNS = (
-    Column("bucket", "bucket", 32),
+    Column("bucket", "bucket", 34),
     Column("queued", "queued", 7),
     Column("running", "running", 7),
     Column("success", "success", 8),
@@ -39,14 +39,15 @@ WIDE_COLUMNS = (
     Column("consumer", "consumed by", 0),
 )
 
+#: At 80 columns the consumer and its state share one cell, state first so truncation spares it
+#: ("degraded gbo/replicator"; just the consumer while it runs), coloured by the state.
 COMPACT_COLUMNS = (
-    Column("bucket", "bucket", 22),
+    Column("bucket", "bucket", 24),
     Column("queued", "queued", 6),
-    Column("trend", "trend", 6),
+    Column("trend", "trend", 5),
     Column("rate", "rate", 7),
     Column("eta", "eta", 5),
-    Column("state", "consumer", 9),
-    Column("consumer", "by", 0),
+    Column("consumer", "consumer", 0),
 )
 
 #: Marks in front of a bucket's name.
@@ -93,6 +94,9 @@ def bucket_row(bucket: BucketStatus, compact: bool, stale: bool, prefix: str = "
     if bucket.consumer and len(bucket.consumers) > 1:
         consumer = f"{consumer} ({len(bucket.consumers)})"
     state = bucket.consumer_state or ("?" if bucket.consumer else "")
+    state_tone = ERROR if bucket.problem else STATE_TONE.get(state)
+    if compact and bucket.consumer and state != RUNNING:
+        consumer = f"{state} {consumer}"
     cells = {
         "bucket": Cell(f"{mark} {name}", ERROR if bucket.problem else WARNING if bucket.growing else None,
                        bold=bool(bucket.problem)),
@@ -104,8 +108,9 @@ def bucket_row(bucket: BucketStatus, compact: bool, stale: bool, prefix: str = "
         "trend": Cell(sparkline(changes(bucket.history), trend_width), WARNING if bucket.growing else None),
         "rate": Cell(format_rate(rate), WARNING if rate and rate > 0.05 else SUCCESS if rate and rate < -0.05 else None),
         "eta": Cell(format_eta(bucket.eta_seconds)),
-        "state": Cell(state, ERROR if bucket.problem else STATE_TONE.get(state), bold=bool(bucket.problem)),
-        "consumer": Cell(consumer, ERROR if bucket.problem else None),
+        "state": Cell(state, state_tone, bold=bool(bucket.problem)),
+        "consumer": Cell(consumer, state_tone if compact else ERROR if bucket.problem else None,
+                         bold=compact and bool(bucket.problem)),
     }
     if stale:
         cells = {k: Cell(c.text, MUTED, c.bold) for k, c in cells.items()}
