@@ -50,21 +50,36 @@ def site_of(report: dict, name: str) -> dict:
     return site
 
 
-def stable_compare(world, config: Path, site_names: list[str]) -> dict:
-    """dtmon's report, taken between two identical `docker service ls` readings of every named site.
+def observe(world, config: Path, site_names: list[str], *args: str,
+            settled=lambda readings: True) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """dtmon's output, taken between two identical `docker service ls` readings of every named site.
 
-    The failing service flickers through `running` for a few milliseconds per restart, so a
-    comparison is only meaningful when the engine said the same thing before and after dtmon looked.
+    The failing service flickers through `running` for a few milliseconds per restart, so dtmon's
+    answer is only comparable when the engine said the same thing before and after dtmon looked
+    (and, with `settled`, said what the test is about). Returns dtmon's process and that reading.
     """
-    for _ in range(10):
+    for _ in range(20):
         before = {n: world.engines[n].service_ls() for n in site_names}
-        report, _, _ = status_json(config)
+        proc, _ = dtmon(*args, config=config)
         after = {n: world.engines[n].service_ls() for n in site_names}
-        if before == after:
-            for name in site_names:
-                assert deployed_replicas(site_of(report, name)) == before[name], name
-            return report
+        if before == after and settled(before):
+            return proc, before
     pytest.fail("docker service ls never gave the same answer twice around a dtmon poll")
+
+
+def stable_compare(world, config: Path, site_names: list[str], settled=lambda readings: True) -> dict:
+    """dtmon's JSON report, checked to give every deployed service's replicas exactly as the engines do."""
+    proc, readings = observe(world, config, site_names, "status", "--json", settled=settled)
+    report = json.loads(proc.stdout)
+    for name in site_names:
+        assert deployed_replicas(site_of(report, name)) == readings[name], name
+    return report
+
+
+def failing_is_down(world):
+    """`settled` for readings taken while the failing service is between two of its short-lived tasks."""
+    site, service = world.failing
+    return lambda readings: readings[site].get(service) == (0, 1)
 
 
 def test_status_json_reports_replicas_exactly_as_docker_service_ls(world):
@@ -92,7 +107,8 @@ def test_every_compose_service_is_reported_with_image_and_mode(world):
 
 
 def test_failing_degraded_and_missing_services_are_problems(world):
-    report, proc, _ = status_json(world.config)
+    proc, _ = observe(world, world.config, ["chime", "kko"], "status", "--json", settled=failing_is_down(world))
+    report = json.loads(proc.stdout)
     assert proc.returncode == 1
     chime = services(site_of(report, "chime"))
 
@@ -148,7 +164,7 @@ def test_healthy_only_config_exits_zero(world):
 
 
 def test_human_output_has_a_table_per_site(world):
-    proc, _ = dtmon("status", config=world.config)
+    proc, _ = observe(world, world.config, ["chime"], "status", settled=failing_is_down(world))
     assert proc.returncode == 1
     out = proc.stdout
     lines = out.splitlines()
