@@ -198,3 +198,42 @@ def test_build_stacks_tasks_of_other_services_do_not_leak():
     rows = {s.service: s for s in build_stacks(cfg, services, tasks, NOW)[0].services}
     assert rows["replicator"].error == "boom" and rows["replicator"].failed_recent == 1
     assert rows["deletion_healer"].error is None and rows["deletion_healer"].failed_recent == 0
+
+
+class _Collector:
+    """Stands in for SwarmCollector in poll_sites: answers after `delay` seconds (or when released)."""
+
+    def __init__(self, name: str, delay: float, release) -> None:
+        self.site = SiteConfig(name=name, docker="unix:///x.sock")
+        self.delay = delay
+        self.release = release
+        from dtmon.model import SiteStatus
+
+        self.last = SiteStatus(name=name, reachable=False, error="not polled yet")
+        self.answer = SiteStatus(name=name, reachable=True, latency_ms=1.0, polled_at=NOW)
+
+    def poll(self):
+        self.release.wait(self.delay)
+        return self.answer
+
+
+def test_poll_sites_never_waits_for_a_slow_site_beyond_the_timeout():
+    import threading
+    import time
+
+    from dtmon.collectors.poll import poll_sites
+    from dtmon.config import Config
+
+    release = threading.Event()
+    config = Config(path=None, timeout=0.5)
+    collectors = [_Collector("chime", 30.0, release), _Collector("kko", 0.0, release)]
+    started = time.monotonic()
+    try:
+        chime, kko = poll_sites(config, collectors)  # type: ignore[arg-type]
+    finally:
+        release.set()
+    elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 1.5
+    assert (chime.name, chime.reachable, chime.error) == ("chime", False, "timed out after 0.5s")
+    assert chime.error_since is not None
+    assert kko.reachable is True and kko.latency_ms == 1.0
