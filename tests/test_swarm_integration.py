@@ -261,12 +261,50 @@ def test_removed_stack_is_reported_missing_and_comes_back(world):
     assert deployed_replicas(site_of(report, "kko")) == expect
 
 
+def test_service_in_a_rolling_update_is_updating(world, tmp_path):
+    import yaml
+    from engines import service_def, write_config
+
+    kko = world.engines["kko"]
+    compose = tmp_path / "scratch.yaml"
+    compose.write_text(yaml.safe_dump({
+        "version": "3.8",
+        "services": {"replicator": service_def(deploy={
+            "replicas": 2, "update_config": {"parallelism": 1, "delay": "60s"},
+        })},
+        "networks": {"hostnet": {"external": True, "name": "host"}},
+    }))
+    config = write_config(tmp_path / "scratch.toml", [("kko", kko.url, {"dtmon-scratch": compose})])
+    kko.stack_deploy(compose, "dtmon-scratch")
+    try:
+        kko.wait_converged({"dtmon-scratch_replicator": (2, 2)})
+        kko.docker("service", "update", "--detach", "--env-add", "DTMON_TEST=1", "dtmon-scratch_replicator")
+
+        def update_state() -> str | None:
+            inspect = kko.api("GET", "/services/dtmon-scratch_replicator")
+            return (inspect.get("UpdateStatus") or {}).get("State")
+
+        kko.wait_until(lambda: update_state() == "updating", 30, "the rolling update to start")
+        report, proc, _ = status_json(config)
+        assert update_state() == "updating"  # still in its 60 s pause between the two tasks
+        (row,) = services(site_of(report, "kko")).values()
+        assert row["state"] == "updating"
+        assert proc.returncode == 1
+        assert any(p.startswith("kko dtmon-scratch_replicator: updating") and "update updating" in p
+                   for p in report["problems"]), report["problems"]
+    finally:
+        kko.stack_rm("dtmon-scratch")
+
+
 def test_collector_detail_has_task_history_errors_and_logs(world):
     config = load(world.config)
     collector = SwarmCollector(config.site("chime"), timeout=5.0)
     try:
         status = collector.poll()
         assert status.reachable, status.error
+        (node,) = status.nodes
+        assert (node.role, node.state, node.availability, node.leader) == ("manager", "ready", "active", True)
+        assert node.hostname == world.engines["chime"].api("GET", "/info")["Name"]
         (inventory,) = [s for s in status.services if s.name == world.failing[1]]
 
         def enough_history() -> bool:
