@@ -25,6 +25,7 @@ from .model import ServiceStatus, SiteStatus
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, class_bindings, help_rows
 from .widgets.header import SiteBar
+from .widgets.line import Line
 from .widgets.table import ServicesTable
 from .widgets.buckets import BucketsPane
 from .widgets.progress import ProgressPane
@@ -102,12 +103,12 @@ class DtmonApp(App):
         self._poll_timers: dict[str, Timer] = {}
         self._suspended = False
         self._deferred: set[str] = set()
-        self._status_text: str | None = None
 
     # -- layout ------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield SiteBar(self.order, "ACTIONS ENABLED" if self.config.deploy.allow else "read-only")
+        yield SiteBar(self.order, "ACTIONS ENABLED" if self.config.deploy.allow else "read-only",
+                      late_after=self.config.refresh + self.config.timeout)
         with Views():
             yield ServicesTable(compact_below=COMPACT_BELOW, id="services")
             if self.config.buckets is not None:
@@ -122,7 +123,7 @@ class DtmonApp(App):
                 yield ProgressPane(prometheus, refresh=self.config.refresh, clock=self.clock)
         with Horizontal(id="statusbar"):
             yield Static(Content(self.title), id="title", markup=False)
-            yield Static(id="status", markup=False)
+            yield Line(id="status")
         yield Input(placeholder="filter: site, stack, service or state — enter keeps it, escape clears it",
                     id="filter", classes="-hidden", select_on_focus=False)
         yield Footer()
@@ -231,9 +232,7 @@ class DtmonApp(App):
                     self.screen.update_service(current)
 
     def _show_status(self, text: str) -> None:
-        if text != self._status_text:
-            self._status_text = text
-            self.query_one("#status", Static).update(Content(text))
+        self.query_one("#status", Line).set(text)
 
     def on_services_table_compact_changed(self, message: ServicesTable.CompactChanged) -> None:
         self.view = replace(self.view, compact=message.compact)

@@ -96,8 +96,12 @@ def site_problem_count(site: SiteStatus) -> int:
     return sum(1 for s in site.services if s.is_problem)
 
 
-def site_chip(site: SiteStatus, now: datetime) -> Chip:
-    """E.g. "chime ✓ 12ms 3s", "chime ▲3 12ms 3s", "kko ✗ 2m" (the age of the data shown)."""
+def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None) -> Chip:
+    """E.g. "chime ✓ 12ms 3s", "chime ▲3 12ms 3s", "kko ✗ 2m" (the age of the data shown).
+
+    With `late_after` (seconds), a reachable site's age is shown only once its data is that old:
+    an age that cycles 0s, 1s, 2s with every poll says nothing, yet repaints the chip every second.
+    """
     if site.polled_at is None and not site.reachable:
         if site.error and site.error != "not polled yet":
             return Chip(f"{site.name} ✗ no data", UNREACHABLE)
@@ -107,7 +111,9 @@ def site_chip(site: SiteStatus, now: datetime) -> Chip:
         return Chip(f"{site.name} ✗ {data_age}", UNREACHABLE)
     problems = site_problem_count(site)
     mark = f"▲{problems}" if problems else "✓"
-    return Chip(f"{site.name} {mark} {latency(site.latency_ms)} {data_age}", "problems" if problems else "ok")
+    late = late_after is None or site.polled_at is None or (now - site.polled_at).total_seconds() >= late_after
+    text = " ".join(p for p in (site.name, mark, latency(site.latency_ms), data_age if late else "") if p)
+    return Chip(text, "problems" if problems else "ok")
 
 
 # ---------------------------------------------------------------------------

@@ -48,6 +48,15 @@ def test_chips_say_state_latency_and_age():
     assert (never.text, never.state) == ("hco ✗ no data", "unreachable")
 
 
+def test_chip_shows_the_age_only_once_the_data_is_late():
+    # kko was polled 1 s ago: with polls every 5 s (+5 s timeout) that is not late, so no ticking age.
+    assert fmt.site_chip(kko(), NOW, late_after=10).text == "kko ✓ 48ms"
+    late = replace(kko(), polled_at=NOW - timedelta(seconds=12))
+    assert fmt.site_chip(late, NOW, late_after=10).text == "kko ✓ 48ms 12s"
+    # Unreachable sites always say how old their data is.
+    assert fmt.site_chip(gbo_stale(), NOW, late_after=3600).text == "gbo ✗ 6m"
+
+
 def test_rows_are_grouped_site_stack_service_with_stable_keys():
     rows = fmt.build_rows([chime(), kko()], NOW)
     keys = [r.key for r in rows]

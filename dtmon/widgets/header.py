@@ -2,64 +2,93 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
+from textual.geometry import Region
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import Static
+from textual.widget import Widget
 
 from ..format import Chip, site_chip
 from ..model import SiteStatus
+from .line import Line
 
 CHIP_STATES = ("ok", "problems", "unreachable", "pending")
 
 
-def _chip_id(site: str) -> str:
-    return "chip-" + re.sub(r"[^A-Za-z0-9_-]", "_", site)
+class SiteChips(Widget):
+    """Every site's chip on one line, coloured by state (component classes in styles/dtmon.tcss).
 
+    One widget with a fixed size rather than a widget per chip: a chip whose text grows or shrinks
+    would otherwise need a layout pass, which repaints far more than the chip.
+    """
 
-class SiteChip(Static):
-    """One site's chip; repainted only when its text or state changes (repaints cost bytes over SSH)."""
+    COMPONENT_CLASSES = {f"sitechips--{state}" for state in CHIP_STATES}
 
-    def __init__(self, site: str) -> None:
-        super().__init__("", id=_chip_id(site), classes="chip -pending", markup=False)
-        self.site = site
-        self.shown: Chip | None = None
+    def __init__(self, sites: Sequence[str], late_after: float | None = None) -> None:
+        super().__init__(id="chips")
+        self.sites = tuple(sites)
+        self.late_after = late_after
+        self.shown: dict[str, Chip] = {name: Chip(f"{name} …", "pending") for name in self.sites}
 
-    def show(self, chip: Chip) -> bool:
-        """Display `chip`; returns whether anything had to be repainted."""
-        if chip == self.shown:
-            return False
-        if self.shown is None or chip.state != self.shown.state:
-            for state in CHIP_STATES:
-                self.set_class(state == chip.state, f"-{state}")
-        if self.shown is None or chip.text != self.shown.text:
-            self.update(Content(chip.text))
-        self.shown = chip
-        return True
+    def show(self, sites: Sequence[SiteStatus], now: datetime) -> int:
+        """Update the chips; returns how many changed. Only the cells of changed chips are repainted
+        (and those after a chip whose width changed, since they move)."""
+        chips = {site.name: site_chip(site, now, self.late_after) for site in sites}
+        changed = [name for name in self.sites if name in chips and self.shown.get(name) != chips[name]]
+        if not changed:
+            return 0
+        before = self._spans()
+        self.shown.update(chips)
+        after = self._spans()
+        regions = []
+        for name in changed:
+            (x, old_width), (_, new_width) = before[name], after[name]
+            if old_width == new_width:
+                regions.append(Region(x, 0, new_width, 1))
+            else:
+                regions.append(Region(x, 0, max(0, self.size.width - x), 1))
+                break  # everything to the right moved: one region covers it
+        if self.size.width:
+            self.refresh(*regions)
+        return len(changed)
+
+    def _spans(self) -> dict[str, tuple[int, int]]:
+        """Where each chip sits on the line: (x, width) in cells."""
+        spans, x = {}, 0
+        for name in self.sites:
+            width = cell_len(self.shown[name].text) + 2
+            spans[name] = (x, width)
+            x += width + 1
+        return spans
+
+    def state(self, site: str) -> str:
+        return self.shown[site].state
+
+    def render(self) -> Content:
+        parts = [
+            Content(f" {chip.text} ").stylize(self.get_visual_style(f"sitechips--{chip.state}"))
+            for chip in (self.shown[name] for name in self.sites)
+        ]
+        return Content(" ").join(parts)
 
 
 class SiteBar(Horizontal):
     """Chips for every site, then the read-only marker on the right."""
 
-    def __init__(self, sites: Sequence[str], marker: str) -> None:
+    def __init__(self, sites: Sequence[str], marker: str, late_after: float | None = None) -> None:
         super().__init__(id="sitebar")
         self.sites = tuple(sites)
         self._marker = marker
+        self._late_after = late_after
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="chips"):
-            for site in self.sites:
-                yield SiteChip(site)
-        yield Static(Content(self._marker), id="mode", markup=False)
+        yield SiteChips(self.sites, self._late_after)
+        yield Line(self._marker, id="mode")
 
     def show(self, sites: Sequence[SiteStatus], now: datetime) -> int:
-        """Update every chip; returns how many had to be repainted."""
-        changed = 0
-        for site in sites:
-            chip = self.query_one(f"#{_chip_id(site.name)}", SiteChip)
-            changed += chip.show(site_chip(site, now))
-        return changed
+        """Update every chip; returns how many changed."""
+        return self.query_one(SiteChips).show(sites, now)

@@ -28,6 +28,9 @@ class KeyedTable(DataTable):
     #: Width of the vertical scrollbar (see styles/dtmon.tcss) reserved when sizing the last column.
     SCROLLBAR = 1
 
+    #: True while `apply` updates cells in place and will repaint the touched rows itself.
+    _rows_only = False
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
         self._rows: list[Row] = []
@@ -81,24 +84,42 @@ class KeyedTable(DataTable):
             return diff
         cursor_key = self.cursor_key
         old_index = self.cursor_row
+        old_order = [r.key for r in self._rows]
         fallback = self._surviving_neighbour(cursor_key, {r.key for r in rows})
-        for key in diff.removed:
-            self.remove_row(key)
-            self._first_cell.pop(key, None)
-        for key, index, cell in diff.changed:
-            rendered = self._render(cell)
-            if index == 0:
-                self._first_cell[key] = rendered
-            self.update_cell(key, self._columns[index].key, rendered)
-        for row in diff.added:
-            self._add(row)
-        self._rows = rows
-        self._by_key = {r.key: r for r in rows}
-        if diff.reorder:
-            rank = {id(self._first_cell[r.key]): i for i, r in enumerate(rows)}
-            self.sort(key=lambda values: rank[id(values[0])])
+        # With no row added or removed, nothing shifts: repaint only the rows that changed or moved
+        # (DataTable would repaint all of itself for every cell, and every repaint crosses the SSH link).
+        self._rows_only = not diff.added and not diff.removed
+        try:
+            for key in diff.removed:
+                self.remove_row(key)
+                self._first_cell.pop(key, None)
+            for key, index, cell in diff.changed:
+                rendered = self._render(cell)
+                if index == 0:
+                    self._first_cell[key] = rendered
+                self.update_cell(key, self._columns[index].key, rendered)
+            for row in diff.added:
+                self._add(row)
+            self._rows = rows
+            self._by_key = {r.key: r for r in rows}
+            if diff.reorder:
+                rank = {id(self._first_cell[r.key]): i for i, r in enumerate(rows)}
+                self.sort(key=lambda values: rank[id(values[0])])
+        finally:
+            rows_only, self._rows_only = self._rows_only, False
+        if rows_only:
+            dirty = {self.get_row_index(key) for key, _, _ in diff.changed}
+            dirty.update(i for i, (a, b) in enumerate(zip(old_order, (r.key for r in rows))) if a != b)
+            for index in sorted(dirty):
+                self.refresh_row(index)
         self._restore_cursor(cursor_key if cursor_key in self._by_key else fallback, old_index)
         return diff
+
+    def refresh(self, *regions, repaint: bool = True, layout: bool = False, recompose: bool = False):
+        """As Widget.refresh, except that a whole-table repaint is skipped while `apply` repaints by row."""
+        if self._rows_only and not regions and not layout and not recompose:
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     # -- internals -------------------------------------------------------------
 
