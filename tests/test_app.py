@@ -290,6 +290,19 @@ async def test_compact_layout_at_80x24():
         await until(pilot, lambda: len(table.ordered_columns) == len(fmt.WIDE_COLUMNS))
 
 
+async def test_layout_gives_the_table_every_line_but_three():
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await polled(pilot, app)
+        regions = {w.id: w.region for w in app.screen.query("#sitebar, #services, #statusbar")}
+        assert regions["sitebar"].y == 0 and regions["sitebar"].height == 1
+        assert regions["statusbar"].y == 22 and regions["statusbar"].height == 1  # just above the footer
+        assert regions["services"].height == 21  # site chips, status line and footer take one line each
+        title, status = app.query_one("#title"), app.query_one("#status")
+        assert title.region.width == len(app.title) + 2 and status.region.x == title.region.right
+        assert "27 services" in status.text
+
+
 async def test_quit_closes_collectors():
     collectors = world()
     app = make_app(collectors)
