@@ -278,6 +278,20 @@ async def test_a_slow_site_delays_no_other_and_polls_never_pile_up():
         slow.gate = None
 
 
+async def test_polls_pause_while_the_app_is_suspended():
+    collectors = world(kko())
+    app = make_app(collectors, refresh=0.05)
+    async with app.run_test(size=SMALL) as pilot:
+        await until(pilot, lambda: collectors[0].polls >= 2)
+        app.app_suspend_signal.publish(app)  # what Textual does on ctrl+z
+        await pilot.pause(0.15)
+        paused_at = collectors[0].polls
+        await pilot.pause(0.4)
+        assert collectors[0].polls <= paused_at + 1  # at most the poll already in flight
+        app.app_resume_signal.publish(app)
+        await until(pilot, lambda: collectors[0].polls >= paused_at + 3)
+
+
 async def test_compact_layout_at_80x24():
     app = make_app()
     async with app.run_test(size=SMALL) as pilot:

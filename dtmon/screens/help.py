@@ -46,6 +46,18 @@ def help_rows(
     return rows
 
 
+#: What the marks on the screen mean.
+LEGEND = (
+    ("✓", "site chip: every service running (or stopped on purpose); then poll latency"),
+    ("▲3", "site chip: three services need attention"),
+    ("✗ 2m", "site chip: the manager does not answer; its data, shown dimmed, is 2 minutes old"),
+    ("…", "site chip: first poll still running"),
+    ("12s", "on a chip: the data is older than a poll period plus the timeout"),
+    ("? name", "a service the stack's compose file does not name"),
+    ("-/1", "a compose service that is not deployed (missing)"),
+)
+
+
 class HelpScreen(ModalScreen):
     """Every key, by where it works."""
 
@@ -68,6 +80,9 @@ class HelpScreen(ModalScreen):
                 lines.append(Content.styled(title, "bold"))
                 section = title
             lines.append(Content.assemble(("  " + keys.ljust(width), "$accent"), description))
+        lines.extend([Content(""), Content.styled("Marks", "bold")])
+        for mark, meaning in LEGEND:
+            lines.append(Content.assemble(("  " + mark.ljust(width), "$accent"), meaning))
         lines.extend([Content(""), Content.styled("escape, ? or q closes this help", "italic")])
         with VerticalScroll(id="help-body"):
             yield Static(Content("\n").join(lines), id="help-text", markup=False)
