@@ -381,3 +381,38 @@ def test_pip_install_ships_the_stylesheet(tmp_path):
     assert out[0].startswith(str(target))  # the installed copy, not the checkout
     assert out[1] == str(target / "dtmon" / "styles" / "dtmon.tcss")
     assert out[2] == "False"
+
+
+async def test_the_dashboard_on_the_demo_world_through_the_real_collectors():
+    """End to end: SwarmCollectors in worker threads, over the Engine API the demo serves on unix sockets."""
+    import dataclasses
+
+    from dtmon.config import load
+    from dtmon.demo import Demo
+    from dtmon.demo.world import DEGRADED, MISSING, UNEXPECTED
+
+    with Demo(timeout=3.0) as demo:
+        config = dataclasses.replace(load(demo.config_path), buckets=None, prometheus=None)
+        app = DtmonApp(config, title_suffix="demo")
+        async with app.run_test(size=WIDE) as pilot:
+            await until(pilot, lambda: all(s.polled_at is not None for s in app.sites.values()), timeout=15)
+            await pilot.pause()
+            table = app.query_one(ServicesTable)
+            state = [c.key for c in fmt.WIDE_COLUMNS].index("state")
+
+            def row(site_and_name):
+                return table.row_for(f"{site_and_name[0]}/{site_and_name[1]}")
+
+            assert row(DEGRADED).cells[state].text == "degraded"
+            assert row(MISSING).cells[state].text == "missing"
+            assert row(UNEXPECTED).cells[0].text.startswith("? ")
+            # The table holds exactly what the collectors returned, in display order.
+            assert table_keys(app) == [r.key for r in fmt.build_rows(app.site_list(), app.clock())]
+            table.move_cursor(row=table_keys(app).index(f"{DEGRADED[0]}/{DEGRADED[1]}"))
+            await pilot.press("enter")
+            screen = app.screen
+            assert isinstance(screen, DetailScreen)
+            await until(pilot, lambda: screen.fetches >= 1, timeout=10)
+            assert screen.error is None and screen.detail.tasks  # fetched from the engine
+            assert screen.query_one("#tasks").row_count == len(screen.detail.tasks)
+            assert screen.query_one("#logs").line_count == len(screen.detail.logs) > 0
