@@ -416,3 +416,25 @@ async def test_the_dashboard_on_the_demo_world_through_the_real_collectors():
             assert screen.error is None and screen.detail.tasks  # fetched from the engine
             assert screen.query_one("#tasks").row_count == len(screen.detail.tasks)
             assert screen.query_one("#logs").line_count == len(screen.detail.logs) > 0
+
+
+async def test_a_row_added_above_does_not_move_the_cursor_on_screen():
+    collectors = world()
+    app = make_app(collectors)
+    async with app.run_test(size=SMALL) as pilot:
+        await polled(pilot, app)
+        table = app.query_one(ServicesTable)
+        target = "gbo/datatrail-client_replicator"
+        await pilot.press(*["down"] * table_keys(app).index(target))
+        await pilot.pause()
+        assert table.cursor_key == target and table.scroll_y > 0  # scrolled down to reach it
+        line_on_screen = table.cursor_row - table.scroll_y
+        stack = chime().stacks[0]
+        extra = replace(stack.services[0], service="aaa_new", name="datatrail_aaa_new")
+        collectors[0].status = replace(chime(), stacks=(replace(stack, services=(extra,) + stack.services),)
+                                       + chime().stacks[1:])
+        await pilot.press("r")
+        await polled(pilot, app, 6)
+        await pilot.pause()
+        assert table.cursor_key == target
+        assert table.cursor_row - table.scroll_y == line_on_screen  # same line of the screen as before
