@@ -438,3 +438,30 @@ async def test_a_row_added_above_does_not_move_the_cursor_on_screen():
         await pilot.pause()
         assert table.cursor_key == target
         assert table.cursor_row - table.scroll_y == line_on_screen  # same line of the screen as before
+
+
+async def test_a_cell_change_repaints_its_row_not_the_whole_table(monkeypatch):
+    from textual.widgets import DataTable
+
+    collectors = world()
+    app = make_app(collectors)
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        table = app.query_one(ServicesTable)
+        calls: list[tuple[int, bool]] = []  # (number of regions, layout) of each refresh that went through
+        original = DataTable.refresh
+
+        def spy(self, *regions, **kw):
+            if self is table:
+                calls.append((len(regions), kw.get("layout", False)))
+            return original(self, *regions, **kw)
+
+        monkeypatch.setattr(DataTable, "refresh", spy)
+        # One replicator's tag changes: one cell of one row, no reordering.
+        key = "kko/datatrail-client_replicator"
+        collectors[1].status = with_service(kko(), key, image="chimefrb/maestro-datatrail:v3.5.0")
+        await pilot.press("r")
+        await polled(pilot, app, 4)
+        await pilot.pause()
+        assert table.row_for(key).cells[3].text == "v3.5.0"
+        assert calls and all(regions == 1 and not layout for regions, layout in calls)  # row regions only
