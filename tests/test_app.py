@@ -465,3 +465,28 @@ async def test_a_cell_change_repaints_its_row_not_the_whole_table(monkeypatch):
         await pilot.pause()
         assert table.row_for(key).cells[3].text == "v3.5.0"
         assert calls and all(regions == 1 and not layout for regions, layout in calls)  # row regions only
+
+
+async def test_a_chip_change_repaints_that_chip_only(monkeypatch):
+    from textual.widget import Widget
+
+    collectors = world()
+    app = make_app(collectors)
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        chips = app.query_one(SiteChips)
+        regions = []
+        original = Widget.refresh
+
+        def spy(self, *args, **kw):
+            if self is chips:
+                regions.append((args, kw.get("layout", False)))
+            return original(self, *args, **kw)
+
+        monkeypatch.setattr(Widget, "refresh", spy)
+        collectors[1].status = replace(kko(), latency_ms=51.0)  # "kko ✓ 48ms" -> "kko ✓ 51ms": same width
+        await pilot.press("r")
+        await polled(pilot, app, 6)
+        assert chips.shown["kko"].text == "kko ✓ 51ms"
+        x = len(" chime ▲3 12ms ") + 1
+        assert regions == [(((x, 0, len(" kko ✓ 51ms "), 1),), False)]
