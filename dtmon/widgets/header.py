@@ -11,10 +11,10 @@ from textual.geometry import Region
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.widget import Widget
+from textual.widgets import Static
 
 from ..format import Chip, site_chip
 from ..model import SiteStatus
-from .line import Line
 
 CHIP_STATES = ("ok", "problems", "unreachable", "pending")
 
@@ -87,7 +87,7 @@ class SiteBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield SiteChips(self.sites, self._late_after)
-        yield Line(self._marker, id="mode")
+        yield Static(Content(self._marker), id="mode", markup=False)  # never changes: a Static will do
 
     def show(self, sites: Sequence[SiteStatus], now: datetime) -> int:
         """Update every chip; returns how many changed."""
