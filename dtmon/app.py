@@ -72,6 +72,8 @@ class DtmonApp(App):
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter"),
         Binding("question_mark", "help", "Help", tooltip="This help"),
         Binding("q", "quit", "Quit", tooltip="Quit dtmon"),
+        Binding("ctrl+z", "suspend_process", "Suspend", show=False,
+                tooltip="Suspend to the shell (fg resumes); polls pause meanwhile"),
     ]
 
     def __init__(
@@ -189,6 +191,11 @@ class DtmonApp(App):
         self.render_view()
         if self.is_running:
             self._poll_timers[name] = self.set_timer(self.config.refresh, partial(self.start_poll, name), name=f"next poll {name}")
+
+    @property
+    def suspended(self) -> bool:
+        """True while the app is suspended (ctrl+z): nothing is polled or fetched meanwhile."""
+        return self._suspended
 
     def _on_suspend(self, _app: App) -> None:
         self._suspended = True

@@ -110,6 +110,9 @@ class DetailScreen(Screen):
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        if getattr(self.app, "suspended", False):  # look again later; nobody sees the screen now
+            self._timer = self.set_timer(self.refresh_every, self.fetch)
+            return
         self._in_flight = True
         self.run_worker(
             partial(self._fetch_in_thread, self.service),
