@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 
 from .config import Config
-from .format import COMPACT_BELOW, View, build_rows, columns, summary
+from .format import COMPACT_BELOW, View, build_rows, columns, stack_key, summary
 from .model import ServiceStatus, SiteStatus
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, class_bindings, help_rows
@@ -324,10 +324,24 @@ class DtmonApp(App):
             self.get_key_display,
         )
 
+    def toggle_fold(self, key: str) -> None:
+        """Fold or unfold a stack (`stack:site/name`), or every stack of a site (`site:name`)."""
+        if key.startswith("site:"):
+            site = self.sites.get(key[len("site:"):])
+            stacks = {stack_key(site.name, stack.name) for stack in site.stacks} if site else set()
+            folded = self.view.folded - stacks if stacks <= self.view.folded else self.view.folded | stacks
+        else:
+            folded = self.view.folded ^ {key}
+        self.view = replace(self.view, folded=frozenset(folded))
+        self.render_view()
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if not isinstance(event.data_table, ServicesTable):
             return
         row = event.data_table.row_for(event.row_key.value)
+        if row is not None and row.kind in ("site", "stack"):
+            self.toggle_fold(row.key)
+            return
         if row is None or row.service is None:
             return
         service = self.service(row.key) or row.service

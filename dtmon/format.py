@@ -177,6 +177,7 @@ class View:
     filter: str = ""
     problems_only: bool = False
     compact: bool = False
+    folded: frozenset[str] = frozenset()  #: keys of stacks shown as their group row alone
 
 
 def site_key(site: str) -> str:
@@ -237,11 +238,11 @@ def _sum_replicas(services: Iterable[ServiceStatus]) -> str:
     return f"{running}/{desired}"
 
 
-def stack_row(site: SiteStatus, stack: StackStatus, view: View, stale: bool) -> Row:
+def stack_row(site: SiteStatus, stack: StackStatus, view: View, stale: bool, folded: bool = False) -> Row:
     state = stack.state
     problems = sum(1 for s in stack.services if s.is_problem)
     cells = {
-        "service": Cell(f"▸ {stack.name}", None, bold=True),
+        "service": Cell(f"{'▸' if folded else '▾'} {stack.name}", None, bold=True),
         "replicas": Cell(_sum_replicas(stack.services)),
         "state": Cell(state, STATE_TONE.get(state), bold=True),
         "tag": Cell(""),
@@ -298,6 +299,7 @@ def build_rows(sites: Sequence[SiteStatus], now: datetime, view: View = View()) 
     shown unless the filter excludes all of it.
     """
     rows: list[Row] = []
+    folded_stacks = view.folded if not view.filter else frozenset()  # a filter shows every match
     for site in sites:
         stale = not site.reachable and site.polled_at is not None
         site_rows: list[Row] = []
@@ -309,8 +311,10 @@ def build_rows(sites: Sequence[SiteStatus], now: datetime, view: View = View()) 
             ]
             if not shown:
                 continue
-            site_rows.append(stack_row(site, stack, view, stale))
-            site_rows.extend(service_row(s, now, view, stale) for s in shown)
+            folded = stack_key(site.name, stack.name) in folded_stacks
+            site_rows.append(stack_row(site, stack, view, stale, folded))
+            if not folded:
+                site_rows.extend(service_row(s, now, view, stale) for s in shown)
         site_matches = not view.filter or view.filter.lower() in site.name.lower()
         site_is_problem = not site.reachable or (site.polled_at is None)
         show_site = bool(site_rows) or (site_matches and (not view.problems_only or site_is_problem))

@@ -219,12 +219,30 @@ async def test_enter_opens_detail_with_tasks_and_logs_and_refreshes_it():
         assert collectors[0].details == fetched  # closed: no more fetches
 
 
-async def test_enter_on_a_group_row_does_nothing():
+async def test_enter_on_a_group_row_folds_it():
     app = make_app()
     async with app.run_test(size=WIDE) as pilot:
         await polled(pilot, app)
-        await pilot.press("enter")  # cursor on site:chime
+        everything = table_keys(app)
+        table = app.query_one(ServicesTable)
+        daemons = "stack:chime/datatrail-daemons"
+        table.move_cursor(row=everything.index(daemons))
+        await pilot.press("enter")
         assert not isinstance(app.screen, DetailScreen)
+        keys = table_keys(app)
+        assert daemons in keys and "chime/datatrail-daemons_inventory" not in keys
+        assert table.cursor_key == daemons  # the cursor stays on the folded stack
+        assert table.row_for(daemons).cells[0].text == "▸ datatrail-daemons"
+        await pilot.press("enter")
+        assert table_keys(app) == everything
+        # On a site row: every stack of the site folds, then unfolds.
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        assert [k for k in table_keys(app) if k.startswith("chime/")] == []
+        assert [k for k in table_keys(app) if k.startswith("stack:chime/")] == [
+            "stack:chime/datatrail", "stack:chime/datatrail-daemons", "stack:chime/datatrail-client"]
+        await pilot.press("enter")
+        assert table_keys(app) == everything
 
 
 async def test_failing_site_keeps_stale_data_with_its_error():

@@ -164,6 +164,19 @@ def test_problems_only_keeps_problems_and_unreachable_sites():
     assert "stack:chime/datatrail" not in {r.key for r in rows}
 
 
+def test_folded_stacks_show_their_group_row_alone_unless_filtering():
+    folded = frozenset({"stack:chime/datatrail-daemons"})
+    rows = fmt.build_rows([chime()], NOW, fmt.View(folded=folded))
+    keys = [r.key for r in rows]
+    assert "stack:chime/datatrail-daemons" in keys
+    assert not any(k.startswith("chime/datatrail-daemons_") for k in keys)
+    stack = next(r for r in rows if r.key == "stack:chime/datatrail-daemons")
+    assert stack.cells[0].text == "▸ datatrail-daemons" and cell(stack, "state").text == "down"
+    assert next(r for r in rows if r.key == "stack:chime/datatrail").cells[0].text == "▾ datatrail"
+    filtered = fmt.build_rows([chime()], NOW, fmt.View(folded=folded, filter="inventory"))
+    assert "chime/datatrail-daemons_inventory" in [r.key for r in filtered]
+
+
 def test_diff_touches_only_changed_cells():
     before = fmt.build_rows([chime()], NOW)
     changed_site = with_service(chime(), "chime/datatrail-daemons_replication_stager_kko", running=2, state="running",

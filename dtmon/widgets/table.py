@@ -216,7 +216,10 @@ class KeyedTable(DataTable):
 class ServicesTable(KeyedTable):
     """The services view: site ▸ stack ▸ service rows."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Details", tooltip="Tasks and logs of the service")]
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Details",
+                tooltip="Tasks and logs of a service; on a stack fold or unfold it, on a site all its stacks"),
+    ]
 
     @dataclass
     class CompactChanged(Message):
