@@ -79,6 +79,19 @@ def latency(ms: float | None) -> str:
     return f"{ms:.0f}ms" if ms < 1000 else f"{ms / 1000:.1f}s"
 
 
+def steady_latency(shown: float | None, measured: float | None) -> float | None:
+    """The latency to display: the one shown until a poll differs from it by more than 30% (and 5 ms).
+
+    Every poll measures a slightly different latency; redrawing the chip for 12 -> 14 ms tells the
+    operator nothing and costs bytes on every poll of every site.
+    """
+    if shown is None or measured is None:
+        return measured
+    if abs(measured - shown) <= max(5.0, 0.3 * shown):
+        return shown
+    return measured
+
+
 # ---------------------------------------------------------------------------
 # Site chips (the header).
 # ---------------------------------------------------------------------------

@@ -502,9 +502,13 @@ async def test_a_chip_change_repaints_that_chip_only(monkeypatch):
             return original(self, *args, **kw)
 
         monkeypatch.setattr(Widget, "refresh", spy)
-        collectors[1].status = replace(kko(), latency_ms=51.0)  # "kko ✓ 48ms" -> "kko ✓ 51ms": same width
+        collectors[1].status = replace(kko(), latency_ms=51.0)  # within the noise: the chip stays as it is
         await pilot.press("r")
         await polled(pilot, app, 6)
-        assert chips.shown["kko"].text == "kko ✓ 51ms"
+        assert chips.shown["kko"].text == "kko ✓ 48ms" and regions == []
+        collectors[1].status = replace(kko(), latency_ms=91.0)  # "kko ✓ 48ms" -> "kko ✓ 91ms": same width
+        await pilot.press("r")
+        await polled(pilot, app, 9)
+        assert chips.shown["kko"].text == "kko ✓ 91ms"
         x = len(" chime ▲3 12ms ") + 1
-        assert regions == [(((x, 0, len(" kko ✓ 51ms "), 1),), False)]
+        assert regions == [(((x, 0, len(" kko ✓ 91ms "), 1),), False)]

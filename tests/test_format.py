@@ -35,6 +35,15 @@ def test_latency():
     assert fmt.latency(1534) == "1.5s"
 
 
+@pytest.mark.parametrize(
+    ("shown", "measured", "expected"),
+    [(None, 12.0, 12.0), (12.0, None, None), (12.0, 15.0, 12.0), (12.0, 18.0, 18.0), (100.0, 125.0, 100.0),
+     (100.0, 140.0, 140.0), (100.0, 60.0, 60.0)],
+)
+def test_steady_latency(shown, measured, expected):
+    assert fmt.steady_latency(shown, measured) == expected
+
+
 def test_chips_say_state_latency_and_age():
     ok = fmt.site_chip(kko(), NOW)
     assert (ok.text, ok.state) == ("kko ✓ 48ms 1s", "ok")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from rich.cells import cell_len
@@ -13,7 +14,7 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
 
-from ..format import Chip, site_chip
+from ..format import Chip, site_chip, steady_latency
 from ..model import SiteStatus
 
 CHIP_STATES = ("ok", "problems", "unreachable", "pending")
@@ -32,12 +33,17 @@ class SiteChips(Widget):
         super().__init__(id="chips")
         self.sites = tuple(sites)
         self.late_after = late_after
+        self._latency: dict[str, float | None] = {}
         self.shown: dict[str, Chip] = {name: Chip(f"{name} …", "pending") for name in self.sites}
 
     def show(self, sites: Sequence[SiteStatus], now: datetime) -> int:
         """Update the chips; returns how many changed. Only the cells of changed chips are repainted
         (and those after a chip whose width changed, since they move)."""
-        chips = {site.name: site_chip(site, now, self.late_after) for site in sites}
+        chips = {}
+        for site in sites:
+            shown = self._latency.get(site.name)
+            self._latency[site.name] = steady = steady_latency(shown, site.latency_ms)
+            chips[site.name] = site_chip(replace(site, latency_ms=steady), now, self.late_after)
         changed = [name for name in self.sites if name in chips and self.shown.get(name) != chips[name]]
         if not changed:
             return 0
