@@ -1,0 +1,74 @@
+"""The dashboard against real engines: what the table shows is what `docker service ls` reports."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dtmon import format as fmt
+from dtmon.app import DtmonApp
+from dtmon.config import load
+from dtmon.screens.detail import DetailScreen
+from dtmon.widgets.table import ServicesTable
+
+pytestmark = pytest.mark.engine
+
+COLUMNS = [c.key for c in fmt.WIDE_COLUMNS]
+
+
+async def until(pilot, condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition never held: {condition}")
+        await pilot.pause(0.05)
+
+
+def cell(table: ServicesTable, key: str, column: str) -> str:
+    row = table.row_for(key)
+    assert row is not None, key
+    return row.cells[COLUMNS.index(column)].text
+
+
+async def test_table_matches_docker_service_ls_and_detail_shows_engine_tasks(world):
+    app = DtmonApp(load(world.config))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: all(s.polled_at is not None for s in app.sites.values()))
+        table = app.query_one(ServicesTable)
+        # Readings of the engines taken around one look at the table; services whose reading moved
+        # in between (the failing one restarts all the time) are compared by what must hold anyway.
+        before = {site: engine.service_ls() for site, engine in world.engines.items()}
+        await pilot.pause()
+        shown = {r.key: r for r in table.shown_rows if r.kind == "service"}
+        after = {site: engine.service_ls() for site, engine in world.engines.items()}
+        compared = 0
+        for site, readings in before.items():
+            for name, (running, desired) in readings.items():
+                if after[site].get(name) != (running, desired):
+                    continue
+                assert cell(table, f"{site}/{name}", "replicas") == f"{running}/{desired}", (site, name)
+                compared += 1
+        assert compared >= len(shown) - 3  # every deployed service but the one restarting
+
+        site, name = world.degraded
+        assert (cell(table, f"{site}/{name}", "replicas"), cell(table, f"{site}/{name}", "state")) == ("1/2", "degraded")
+        site, name = world.missing
+        assert cell(table, f"{site}/{name}", "state") == "missing"
+        site, name = world.unexpected
+        assert cell(table, f"{site}/{name}", "service").startswith("? ")
+        site, name = world.failing
+        failing = f"{site}/{name}"
+        assert "non-zero exit (1)" in cell(table, failing, "error")
+        assert int(cell(table, failing, "failed") or 0) >= 1
+
+        # Its detail: tasks straight from the engine, the failed ones with their error.
+        table.move_cursor(row=[r.key for r in table.shown_rows].index(failing))
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen)
+        await until(pilot, lambda: screen.fetches >= 1)
+        assert screen.error is None
+        errors = [t.error for t in screen.detail.tasks if t.error]
+        assert "task: non-zero exit (1)" in errors
+        assert screen.query_one("#tasks").row_count == len(screen.detail.tasks)
