@@ -72,3 +72,30 @@ async def test_table_matches_docker_service_ls_and_detail_shows_engine_tasks(wor
         errors = [t.error for t in screen.detail.tasks if t.error]
         assert "task: non-zero exit (1)" in errors
         assert screen.query_one("#tasks").row_count == len(screen.detail.tasks)
+
+
+async def test_a_hung_manager_goes_stale_on_screen_while_the_other_site_keeps_updating(world):
+    config = load(world.write_config(timeout=2.0, refresh=0.5))
+    chime = world.engines["chime"]
+    app = DtmonApp(config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: all(s.reachable for s in app.sites.values()))
+        table = app.query_one(ServicesTable)
+        keys_before = [r.key for r in table.shown_rows]
+        chime.pause()
+        try:
+            await until(pilot, lambda: not app.sites["chime"].reachable, timeout=15)
+            kko_polled = app.sites["kko"].polled_at
+            await until(pilot, lambda: app.sites["kko"].polled_at > kko_polled, timeout=5)  # not held up
+            assert [r.key for r in table.shown_rows] == keys_before  # chime's last good data stays
+            site = table.row_for("site:chime")
+            assert site.cells[COLUMNS.index("state")].text == "unreachable"
+            assert "timed out" in site.cells[COLUMNS.index("error")].text
+            server = table.row_for("chime/datatrail_server")
+            assert all(c.tone == fmt.MUTED for c in server.cells)  # dimmed
+            assert app.query_one("#chips").state("chime") == "unreachable"
+        finally:
+            chime.resume()
+            chime.wait_manager()
+        await until(pilot, lambda: app.sites["chime"].reachable, timeout=30)
+        assert table.row_for("chime/datatrail_server").cells[COLUMNS.index("state")].tone == fmt.SUCCESS
