@@ -38,7 +38,7 @@ STATE_TONE = {
 
 UNREACHABLE = "unreachable"
 
-#: Tables narrower than this drop the image tag and failed-recently columns.
+#: Tables narrower than this switch to their compact columns (services: no image tag, no failed-recently).
 COMPACT_BELOW = 120
 
 

@@ -3,27 +3,18 @@ state, problem mark) under a one-line summary of the Buckets service. Rows updat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.content import Content
-from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import Static
 
 from ..collectors.buckets import link_consumers
-from ..format import ERROR, MUTED, STATE_TONE, SUCCESS, WARNING, Cell, Column, Row, since
+from ..format import ERROR, MUTED, STATE_TONE, SUCCESS, WARNING, Cell, Column, Row
 from ..model import RUNNING, BucketsReport, BucketStatus, SiteStatus
 from ..queue_trend import QueueHistory, changes, format_eta, format_rate, sparkline
-from .table import KeyedTable
-from .views import ViewBadge
-
-#: Narrower than this, the pane drops success/total and shortens bucket names.
-COMPACT_BELOW = 120
+from .source import ResponsiveTable, SourcePane, unreachable_summary
 
 WIDE_COLUMNS = (
     Column("bucket", "bucket", 34),
@@ -131,13 +122,8 @@ def buckets_summary(report: BucketsReport | None, now: datetime) -> tuple[str, s
     """The pane's header line and its tone ("ok", "problems", "unreachable", "pending")."""
     if report is None:
         return "buckets: not configured ([buckets] url in the config)", "pending"
-    if not report.reachable:
-        if report.polled_at is None:
-            if report.error == "not polled yet":
-                return f"buckets {report.url} …", "pending"
-            return f"buckets UNREACHABLE: {report.error}; no data yet", "unreachable"
-        return (f"buckets UNREACHABLE: {report.error}; showing data from {since(report.polled_at, now)} ago",
-                "unreachable")
+    if failed := unreachable_summary("buckets", report, now):
+        return failed
     problems = sum(1 for b in report.buckets if b.problem)
     growing = sum(1 for b in report.buckets if b.growing)
     queued = sum(b.queued for b in report.buckets)
@@ -151,41 +137,21 @@ def buckets_summary(report: BucketsReport | None, now: datetime) -> tuple[str, s
     return " · ".join(p for p in parts if p), "problems" if problems else "ok"
 
 
-class BucketsTable(KeyedTable):
+class BucketsTable(ResponsiveTable):
     """One row per bucket, keyed by its name."""
 
-    def __init__(self, *, compact_below: int = COMPACT_BELOW, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.compact_below = compact_below
-        self.compact: bool | None = None
-        self.report: BucketsReport | None = None
-
-    def show(self, report: BucketsReport | None) -> None:
-        self.report = report
-        compact = self.size.width < self.compact_below if self.size.width else bool(self.compact)
-        self.compact = compact
-        self.set_columns(bucket_columns(compact), bucket_rows(report, compact))
-
-    def relayout(self) -> None:
-        if self.size.width and (self.size.width < self.compact_below) != self.compact:
-            self.show(self.report)
-            return
-        super().relayout()
+    def layout_for(self, report: BucketsReport | None, compact: bool) -> tuple[Sequence[Column], list[Row]]:
+        return bucket_columns(compact), bucket_rows(report, compact)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class BucketsPane(Vertical):
-    """The Buckets service's summary line over the buckets table; polls the service itself when given a collector.
-
-    Polls run in an async worker (httpx is async) and never pile up: the next one is scheduled when the
-    last one has finished. The worker only posts `Polled`; the handler keeps the queue history, links the
-    buckets to the sites' services (`link`, called by the app whenever the sites change) and repaints.
+class BucketsPane(SourcePane):
+    """The Buckets service's summary line over the buckets table; polls the service itself when given a
+    collector (async: httpx). Each poll's report goes into the queue history, then the buckets are linked
+    to the sites' services (`link`, which the app also calls whenever the sites change) and repainted.
     """
 
     VIEW_TITLE = "buckets"
+    SUMMARY_ID = "buckets-summary"
 
     DEFAULT_CSS = """
     BucketsPane { height: 1fr; }
@@ -195,36 +161,15 @@ class BucketsPane(Vertical):
     BucketsPane > BucketsTable { height: 1fr; scrollbar-size-vertical: 1; scrollbar-size-horizontal: 0; }
     """
 
-    @dataclass
-    class Polled(Message):
-        """A poll of the Buckets service finished."""
-
-        report: BucketsReport
-
-    def __init__(
-        self,
-        collector: Any = None,
-        *,
-        refresh: float = 5.0,
-        clock: Callable[[], datetime] = _utc_now,
-        id: str | None = "buckets-pane",
-    ) -> None:
-        super().__init__(id=id)
-        self.collector = collector
-        self.refresh_seconds = refresh
-        self.clock = clock
+    def __init__(self, collector: Any = None, *, id: str | None = "buckets-pane", **options: Any) -> None:
+        super().__init__(collector, id=id, **options)
         self.history = QueueHistory()
-        self.polls = 0  #: completed polls
         self.raw: BucketsReport | None = None  #: the last poll with its trend, before linking to the sites
         self.report: BucketsReport | None = None  #: what is shown
         self.sites: tuple[SiteStatus, ...] = ()
-        self._summary: tuple[str, str] | None = None
-        self._badge: str | None = None
-        self._in_flight = False
-        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="buckets-summary", markup=False)
+        yield Static("", id=self.SUMMARY_ID, markup=False)
         yield BucketsTable(id="buckets")
 
     def on_mount(self) -> None:
@@ -237,33 +182,9 @@ class BucketsPane(Vertical):
     def table(self) -> BucketsTable:
         return self.query_one(BucketsTable)
 
-    # -- polling -----------------------------------------------------------------------
-
-    def poll_now(self) -> None:
-        """Poll the Buckets service now, unless a poll is already running."""
-        if self.collector is None or self._in_flight:
-            return
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._in_flight = True
-        self.run_worker(self._poll(), group="poll-buckets", name="poll buckets", exit_on_error=False)
-
-    async def _poll(self) -> None:
-        try:
-            report = await self.collector.poll()
-        except Exception as exc:  # a collector never raises; if one does, it is shown, not a crash
-            report = replace(self.collector.last, reachable=False, error=f"{type(exc).__name__}: {exc}")
-        self.post_message(self.Polled(report))
-
-    def on_buckets_pane_polled(self, message: Polled) -> None:
-        message.stop()
-        self._in_flight = False
-        self.polls += 1
-        self.raw = self.history.record(message.report)
+    def received(self, report: BucketsReport) -> None:
+        self.raw = self.history.record(report)
         self.link(self.sites)
-        if self.is_attached and self.app.is_running:
-            self._timer = self.set_timer(self.refresh_seconds, self.poll_now, name="next poll buckets")
 
     def link(self, sites: Sequence[SiteStatus], now: datetime | None = None) -> None:
         """Judge the buckets' consumers against the sites' services and repaint what changed."""
@@ -271,23 +192,9 @@ class BucketsPane(Vertical):
         report = link_consumers(self.raw, self.sites) if self.raw is not None else None
         self.show(report, now or self.clock())
 
-    # -- display -----------------------------------------------------------------------
-
     def show(self, report: BucketsReport | None, now: datetime) -> None:
         """Display `report`; only the cells and the summary that changed are repainted."""
         self.report = report
-        summary = buckets_summary(report, now)
-        if summary != self._summary:
-            line = self.query_one("#buckets-summary", Static)
-            if self._summary is None or summary[1] != self._summary[1]:
-                for tone in ("ok", "problems", "unreachable", "pending"):
-                    line.set_class(tone == summary[1], f"-{tone}")
-            if self._summary is None or summary[0] != self._summary[0]:
-                line.update(Content(summary[0]))
-            self._summary = summary
+        self.paint_summary(buckets_summary(report, now))
         self.table.show(report)
-        problems = len(report.problems()) if report is not None else 0
-        badge = f"!{problems}" if problems else ""
-        if badge != self._badge and self.id:
-            self._badge = badge
-            self.post_message(ViewBadge(self.id, badge))
+        self.post_badge(len(report.problems()) if report is not None else 0)

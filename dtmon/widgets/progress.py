@@ -4,27 +4,19 @@ Postgres) and any query that failed. Rows are keyed and update cell by cell."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.content import Content
-from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import Static
 
-from ..format import ERROR, MUTED, SUCCESS, WARNING, Cell, Column, Row, latency, since
+from ..format import ERROR, MUTED, SUCCESS, WARNING, Cell, Column, Row, latency
 from ..model import FeedCheck, Progress, ProgressReport
 from ..queue_trend import sparkline
 from ..report import format_count, format_duration, format_per_hour
+from .source import ResponsiveTable, SourcePane, unreachable_summary
 from .table import KeyedTable
-from .views import ViewBadge
-
-#: Narrower than this, the pane shortens kinds and drops done and the wide bar.
-COMPACT_BELOW = 120
 
 WIDE_COLUMNS = (
     Column("site", "site", 8),
@@ -169,13 +161,8 @@ def progress_summary(report: ProgressReport | None, now: datetime) -> tuple[str,
     """The pane's header line and its tone ("ok", "problems", "unreachable", "pending")."""
     if report is None:
         return "progress: not configured ([prometheus] url in the config)", "pending"
-    if not report.reachable:
-        if report.polled_at is None:
-            if report.error == "not polled yet":
-                return f"prometheus {report.url} …", "pending"
-            return f"prometheus UNREACHABLE: {report.error}; no data yet", "unreachable"
-        return (f"prometheus UNREACHABLE: {report.error}; showing data from {since(report.polled_at, now)} ago",
-                "unreachable")
+    if failed := unreachable_summary("prometheus", report, now):
+        return failed
     bad = sum(1 for f in report.feeds if not f.ok)
     # Latency only when slow: a number that changes every poll would repaint the line every poll.
     slow = f"slow: {latency(report.latency_ms)}" if report.latency_ms and report.latency_ms >= SLOW_MS else ""
@@ -186,26 +173,11 @@ def progress_summary(report: ProgressReport | None, now: datetime) -> tuple[str,
     return " · ".join(p for p in parts if p), "problems" if bad or report.query_errors else "ok"
 
 
-class ProgressTable(KeyedTable):
+class ProgressTable(ResponsiveTable):
     """One row per site and kind, keyed "site/kind"."""
 
-    def __init__(self, *, compact_below: int = COMPACT_BELOW, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.compact_below = compact_below
-        self.compact: bool | None = None
-        self.report: ProgressReport | None = None
-
-    def show(self, report: ProgressReport | None) -> None:
-        self.report = report
-        compact = self.size.width < self.compact_below if self.size.width else bool(self.compact)
-        self.compact = compact
-        self.set_columns(progress_columns(compact), progress_rows(report, compact))
-
-    def relayout(self) -> None:
-        if self.size.width and (self.size.width < self.compact_below) != self.compact:
-            self.show(self.report)
-            return
-        super().relayout()
+    def layout_for(self, report: ProgressReport | None, compact: bool) -> tuple[Sequence[Column], list[Row]]:
+        return progress_columns(compact), progress_rows(report, compact)
 
 
 class FeedsTable(KeyedTable):
@@ -215,18 +187,12 @@ class FeedsTable(KeyedTable):
         self.set_columns(FEED_COLUMNS, feed_rows(report))
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class ProgressPane(Vertical):
-    """Prometheus's summary line over the progress table and the feeds table; polls Prometheus itself.
-
-    The client blocks (prometheus-api-client), so each poll runs in a thread worker; polls never pile up:
-    the next is scheduled when the last has finished. The worker only posts `Polled`; the handler repaints.
-    """
+class ProgressPane(SourcePane):
+    """Prometheus's summary line over the progress table and the feeds table; polls Prometheus itself when
+    given a collector (blocking: prometheus-api-client, so each poll runs in a thread worker)."""
 
     VIEW_TITLE = "progress"
+    SUMMARY_ID = "progress-summary"
 
     DEFAULT_CSS = """
     ProgressPane { height: 1fr; }
@@ -237,33 +203,12 @@ class ProgressPane(Vertical):
     ProgressPane > FeedsTable { height: 1fr; min-height: 3; scrollbar-size-horizontal: 0; }
     """
 
-    @dataclass
-    class Polled(Message):
-        """A poll of Prometheus finished."""
-
-        report: ProgressReport
-
-    def __init__(
-        self,
-        collector: Any = None,
-        *,
-        refresh: float = 5.0,
-        clock: Callable[[], datetime] = _utc_now,
-        id: str | None = "progress-pane",
-    ) -> None:
-        super().__init__(id=id)
-        self.collector = collector
-        self.refresh_seconds = refresh
-        self.clock = clock
-        self.polls = 0  #: completed polls
+    def __init__(self, collector: Any = None, *, id: str | None = "progress-pane", **options: Any) -> None:
+        super().__init__(collector, id=id, **options)
         self.report: ProgressReport | None = None
-        self._summary: tuple[str, str] | None = None
-        self._badge: str | None = None
-        self._in_flight = False
-        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="progress-summary", markup=False)
+        yield Static("", id=self.SUMMARY_ID, markup=False)
         yield ProgressTable(id="progress-table")
         yield FeedsTable(id="feeds-table")
 
@@ -274,33 +219,6 @@ class ProgressPane(Vertical):
         else:
             self.show(self.report)
 
-    # -- polling -----------------------------------------------------------------------
-
-    def poll_now(self) -> None:
-        """Poll Prometheus now, unless a poll is already running."""
-        if self.collector is None or self._in_flight:
-            return
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._in_flight = True
-        self.run_worker(self._poll, thread=True, group="poll-prometheus", name="poll prometheus", exit_on_error=False)
-
-    def _poll(self) -> None:
-        try:
-            report = self.collector.poll()
-        except Exception as exc:  # a collector never raises; if one does, it is shown, not a crash
-            report = replace(self.collector.last, reachable=False, error=f"{type(exc).__name__}: {exc}")
-        self.post_message(self.Polled(report))
-
-    def on_progress_pane_polled(self, message: Polled) -> None:
-        message.stop()
-        self._in_flight = False
-        self.polls += 1
-        self.show(message.report)
-        if self.is_attached and self.app.is_running:
-            self._timer = self.set_timer(self.refresh_seconds, self.poll_now, name="next poll prometheus")
-
     def on_unmount(self) -> None:
         if self.collector is not None:
             try:
@@ -308,25 +226,14 @@ class ProgressPane(Vertical):
             except Exception:
                 pass
 
-    # -- display -----------------------------------------------------------------------
+    def received(self, report: ProgressReport) -> None:
+        self.show(report)
 
     def show(self, report: ProgressReport | None, now: datetime | None = None) -> None:
         """Display `report`; only the cells and the summary that changed are repainted."""
         self.report = report
-        summary = progress_summary(report, now or self.clock())
-        if summary != self._summary:
-            line = self.query_one("#progress-summary", Static)
-            if self._summary is None or summary[1] != self._summary[1]:
-                for tone in ("ok", "problems", "unreachable", "pending"):
-                    line.set_class(tone == summary[1], f"-{tone}")
-            if self._summary is None or summary[0] != self._summary[0]:
-                line.update(Content(summary[0]))
-            self._summary = summary
+        self.paint_summary(progress_summary(report, now or self.clock()))
         with self.app.batch_update():
             self.query_one(ProgressTable).show(report)
             self.query_one(FeedsTable).show(report)
-        problems = len(report.problems()) if report is not None and report.error != "not polled yet" else 0
-        badge = f"!{problems}" if problems else ""
-        if badge != self._badge and self.id:
-            self._badge = badge
-            self.post_message(ViewBadge(self.id, badge))
+        self.post_badge(len(report.problems()) if report is not None and report.error != "not polled yet" else 0)
