@@ -116,18 +116,22 @@ def bucket_json(b: BucketStatus) -> dict[str, Any]:
     }
 
 
-def buckets_json(report: BucketsReport | None) -> dict[str, Any]:
-    """`buckets` (one object per bucket) and `buckets_source` (the service itself; null when not configured)."""
-    if report is None:
-        return {"buckets": [], "buckets_source": None}
-    source = {
+def source_json(report: BucketsReport | ProgressReport) -> dict[str, Any]:
+    """How a source (the Buckets service, Prometheus) answered its last poll."""
+    return {
         "url": report.url,
         "reachable": report.reachable,
         "error": report.error,
         "latency_ms": report.latency_ms,
         "polled_at": iso(report.polled_at),
     }
-    return {"buckets": [bucket_json(b) for b in report.buckets], "buckets_source": source}
+
+
+def buckets_json(report: BucketsReport | None) -> dict[str, Any]:
+    """`buckets` (one object per bucket) and `buckets_source` (the service itself; null when not configured)."""
+    if report is None:
+        return {"buckets": [], "buckets_source": None}
+    return {"buckets": [bucket_json(b) for b in report.buckets], "buckets_source": source_json(report)}
 
 
 def buckets_text(report: BucketsReport | None) -> list[str]:
@@ -189,11 +193,7 @@ def progress_json(report: ProgressReport | None) -> dict[str, Any]:
     if report is None:
         return {"progress": [], "prometheus": None}
     source = {
-        "url": report.url,
-        "reachable": report.reachable,
-        "error": report.error,
-        "latency_ms": report.latency_ms,
-        "polled_at": iso(report.polled_at),
+        **source_json(report),
         "window": report.window,
         "feeds": [feed_json(f) for f in report.feeds],
         "errors": list(report.query_errors),
