@@ -21,9 +21,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from engines import Dockerd, compose_variant, require_engines, service_def, start_all, stop_all, write_config  # noqa: E402
-
-WORLD = Path(__file__).parent / "world"
+from engines import Dockerd, require_engines, start_all, stop_all, write_config  # noqa: E402
+from testworld import COMPOSE, deploy_world  # noqa: E402
 
 
 def _terminated(signum, frame):
@@ -33,16 +32,6 @@ def _terminated(signum, frame):
 # `timeout pytest ...` sends SIGTERM: turn it into an interrupt so fixtures still stop their engines.
 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
     signal.signal(signal.SIGTERM, _terminated)
-
-#: site -> stack -> compose file the config names.
-COMPOSE = {
-    "chime": {
-        "datatrail": WORLD / "chime" / "server-compose.yaml",
-        "datatrail-daemons": WORLD / "chime" / "daemon-compose.yaml",
-        "datatrail-client": WORLD / "chime" / "chime-client.yaml",
-    },
-    "kko": {"datatrail-client": WORLD / "kko" / "kko-client.yaml"},
-}
 
 
 @dataclass
@@ -79,40 +68,6 @@ class World:
         return write_config(self.dir / filename, entries, timeout=timeout, refresh=refresh)
 
 
-def _deploy_world(engines: dict[str, Dockerd], tmp: Path) -> None:
-    chime, kko = engines["chime"], engines["kko"]
-    chime.stack_deploy(COMPOSE["chime"]["datatrail"], "datatrail")
-    daemons = compose_variant(
-        COMPOSE["chime"]["datatrail-daemons"], tmp / "deployed" / "chime-daemons.yaml",
-        add={"debug_shell": service_def()},
-    )
-    chime.stack_deploy(daemons, "datatrail-daemons")
-    client = compose_variant(
-        COMPOSE["chime"]["datatrail-client"], tmp / "deployed" / "chime-client.yaml",
-        drop=["update_canfar_certificates"],
-    )
-    chime.stack_deploy(client, "datatrail-client")
-    kko.stack_deploy(COMPOSE["kko"]["datatrail-client"], "datatrail-client")
-
-    healthy_chime = ["datatrail_server", "datatrail_postgres_exporter", "datatrail_autossh_kko"]
-    healthy_chime += [f"datatrail-daemons_{s}" for s in
-                      ("state_updater", "metric_pusher", "healing_stager", "deletion_stager_kko", "debug_shell")]
-    healthy_chime += [f"datatrail-client_{s}" for s in
-                      ("replicator", "deletion_healer", "replication_healer", "event_registration",
-                       "reattempt_unregistered")]
-    expect = {name: (1, 1) for name in healthy_chime}
-    expect["datatrail-daemons_replication_stager_kko"] = (1, 2)
-    chime.wait_converged(expect)
-    kko.wait_converged({f"datatrail-client_{s}": (1, 1) for s in
-                        ("replicator", "deletion_healer", "replication_healer", "event_registration",
-                         "reattempt_unregistered", "update_canfar_certificates")})
-
-    def inventory_failed() -> bool:
-        return any((t.get("Status") or {}).get("Err") for t in chime.tasks("datatrail-daemons_inventory"))
-
-    chime.wait_until(inventory_failed, 30, "inventory to fail once", interval=0.2)
-
-
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory):
     """Two real single-node swarms with Datatrail's stacks deployed; stopped and cleaned up at the end."""
@@ -120,7 +75,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("world")
     engines = start_all(["chime", "kko"])
     try:
-        _deploy_world(engines, tmp)
+        deploy_world(engines, tmp)
         yield World(tmp, engines, COMPOSE)
     finally:
         stop_all(engines.values())
