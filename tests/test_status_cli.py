@@ -109,3 +109,50 @@ def test_status_does_not_import_textual(tmp_path):
     imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert "dtmon.cli" in imported and "docker" in imported  # the trace is real
     assert not [m for m in imported if m.split(".")[0] == "textual"], "status imported Textual"
+
+
+FAKE_SSH = """#!/bin/sh
+# A stand-in for ssh: records its pid, makes the forwarded socket's path exist, and stays up like `ssh -N`.
+echo $$ >> "{pids}"
+previous=""
+for arg in "$@"; do
+    if [ "$previous" = "-L" ]; then touch "${{arg%%:*}}"; fi
+    previous="$arg"
+done
+exec sleep 60
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_one_shot_status_leaves_no_ssh_tunnel_behind(tmp_path, monkeypatch):
+    import tempfile
+
+    from dtmon.collectors.poll import snapshot
+    from dtmon.config import load
+
+    bin_dir, scratch, pids = tmp_path / "bin", tmp_path / "tmp", tmp_path / "ssh.pids"
+    bin_dir.mkdir()
+    scratch.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH.format(pids=pids))
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    path = config(tmp_path, {"gbo": "ssh://frbadmin@aux.gbo"}, timeout=2.0)
+    try:
+        snap = snapshot(load(path))
+        started = [int(line) for line in pids.read_text().split()]
+        assert started, "the fake ssh never ran"
+        assert not snap.sites[0].reachable  # the socket is a plain file: no engine answers
+        assert [pid for pid in started if _alive(pid)] == [], "an ssh process outlived the status run"
+        assert list(scratch.glob("dtmon-ssh-*")) == [], "a tunnel directory outlived the status run"
+    finally:
+        for pid in (int(line) for line in pids.read_text().split()) if pids.exists() else ():
+            if _alive(pid):
+                os.kill(pid, 9)

@@ -13,8 +13,22 @@ from .swarm import SwarmCollector
 
 
 def poll_sites(config: Config, collectors: list[SwarmCollector] | None = None) -> tuple[SiteStatus, ...]:
-    """Every site's status; a site that has not answered within the timeout is reported unreachable."""
+    """Every site's status; a site that has not answered within the timeout is reported unreachable.
+
+    Collectors made here are closed before returning (an ssh:// site's tunnel is a process and a
+    directory); collectors passed in belong to the caller, which keeps them across polls.
+    """
+    owned = not collectors
     collectors = collectors or [SwarmCollector(site, config.timeout) for site in config.sites]
+    try:
+        return _poll_all(config, collectors)
+    finally:
+        if owned:
+            for collector in collectors:
+                collector.close()
+
+
+def _poll_all(config: Config, collectors: list[SwarmCollector]) -> tuple[SiteStatus, ...]:
     results: dict[str, SiteStatus] = {}
 
     def run(collector: SwarmCollector) -> None:
