@@ -352,3 +352,17 @@ def test_status_text_shows_rate_and_eta_only_when_known():
     text = render_text(Snapshot(T0, (), buckets=trend))
     row = next(line for line in text.splitlines() if line.strip().startswith("q "))
     assert row.split()[6:8] == ["-30/h", "8m"]
+
+
+def test_a_buckets_poll_that_raises_is_a_failed_report_not_a_timeout(tmp_path: Path, monkeypatch):
+    from dtmon.collectors import buckets
+
+    def broken(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(buckets.BucketsCollector, "poll_blocking", broken)
+    path = tmp_path / "config.toml"
+    path.write_text('timeout = 3\n[buckets]\nurl = "http://127.0.0.1:9"\n')
+    report = buckets.start_poll(load(path))(3.0)
+    assert not report.reachable
+    assert report.error == "http://127.0.0.1:9: poll failed: RuntimeError: boom"

@@ -188,3 +188,92 @@ def test_config_check_names_overridden_and_disabled_queries(tmp_path) -> None:
     assert "pg_up" not in jobs
     assert jobs["replication_done"] == ("instant", "sum by (site) (increase(x_total[6h]))")
     assert jobs["replication_pending[range]"][0] == "range"
+
+
+# ---------------------------------------------------------------------------
+# Malformed answers from a tiny fake server: each is that query's error, never a crash or a fake timeout.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_prometheus():
+    """A loopback HTTP server answering /api/v1/query and /api/v1/query_range with the bodies set on it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies = {"query": b"", "query_range": b""}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            kind = self.path.split("?", 1)[0].rsplit("/", 1)[-1]
+            body = bodies.get(kind, b"{}")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.bodies = bodies  # type: ignore[attr-defined]
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _answer(result_type: str, result) -> bytes:
+    return json.dumps({"status": "success", "data": {"resultType": result_type, "result": result}}).encode()
+
+
+GOOD_RANGE = [{"metric": {"site": "chime"}, "values": [[1, "5"], [2, "4"]]}]
+GOOD_VECTOR = [{"metric": {"site": "chime"}, "value": [2, "4"]}]
+
+
+@pytest.mark.parametrize(
+    "vector, matrix, failing, says",
+    [
+        ([{"metric": {"site": "chime"}, "value": 5}], GOOD_RANGE, "replication_pending", "`value` holds 5"),
+        ([{"metric": {"site": "chime"}, "value": []}], GOOD_RANGE, "replication_pending", "`value` holds []"),
+        ([{"metric": ["site"], "value": [1, "5"]}], GOOD_RANGE, "replication_pending", "`metric` is [\"site\"]"),
+        (GOOD_VECTOR, [{"metric": {"site": "chime"}, "values": 7}], "replication_pending[range]", "`values` is 7"),
+        (GOOD_VECTOR, [{"metric": {"site": "chime"}, "values": [5]}], "replication_pending[range]", "`values` holds 5"),
+        (GOOD_VECTOR, [{"metric": {"site": "chime"}, "values": [[1]]}], "replication_pending[range]", "holds [1]"),
+    ],
+)
+def test_malformed_series_is_that_querys_error(fake_prometheus, vector, matrix, failing, says) -> None:
+    from dtmon.collectors.prometheus import PrometheusCollector
+    from dtmon.config import PrometheusConfig
+
+    fake_prometheus.bodies["query"] = _answer("vector", vector)
+    fake_prometheus.bodies["query_range"] = _answer("matrix", matrix)
+    cfg = PrometheusConfig(fake_prometheus.url, "1h", {"replication_pending": "sum by (site) (pending)"})
+    report = PrometheusCollector(cfg, timeout=3.0).poll()
+    assert report.reachable, report.error
+    (error,) = report.query_errors
+    assert error.startswith(f"{failing}: malformed answer:") and says in error, error
+    good = report.progress[0]
+    if failing.endswith("[range]"):
+        assert good.pending == 4.0 and good.pending_history == ()
+    else:
+        assert good.pending is None and good.pending_history == (5.0, 4.0)
+
+
+def test_a_poll_that_raises_is_a_failed_report_not_a_timeout(fake_prometheus, tmp_path, monkeypatch) -> None:
+    from dtmon.collectors import prometheus
+    from dtmon.config import load
+
+    def broken(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(prometheus.PrometheusCollector, "poll", broken)
+    path = tmp_path / "config.toml"
+    path.write_text(f'timeout = 3\n[prometheus]\nurl = "{fake_prometheus.url}"\n')
+    wait = prometheus.start_poll(load(path))
+    report = wait(3.0)
+    assert not report.reachable
+    assert report.error == f"{fake_prometheus.url}: poll failed: RuntimeError: boom"

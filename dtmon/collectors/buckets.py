@@ -239,7 +239,15 @@ def start_poll(config: Config) -> Callable[[float], BucketsReport | None]:
         return lambda _seconds: None
     collector = BucketsCollector(config.buckets, config.timeout)
     result: list[BucketsReport] = []
-    thread = threading.Thread(target=lambda: result.append(collector.poll_blocking()), daemon=True, name="poll-buckets")
+
+    def run() -> None:
+        try:
+            report = collector.poll_blocking()
+        except Exception as exc:  # noqa: BLE001 - a bug must read as a failed poll, not as a timeout
+            report = collector._failed(f"{collector.cfg.url}: poll failed: {type(exc).__name__}: {exc}")
+        result.append(report)
+
+    thread = threading.Thread(target=run, daemon=True, name="poll-buckets")
     thread.start()
 
     def wait(seconds: float) -> BucketsReport:

@@ -114,11 +114,33 @@ def _labels(metric: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__"))
 
 
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _metric(series: dict[str, Any]) -> dict[str, str]:
+    """A series' labels; ValueError unless they are an object of strings."""
+    metric = series.get("metric")
+    if metric is None:
+        return {}
+    if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
+        raise ValueError(f"malformed answer: a series' `metric` is {_short(metric)}, expected an object of labels")
+    return metric
+
+
+def _sample(point: Any, key: str) -> Any:
+    """The value of one [time, "value"] pair; ValueError for anything else."""
+    if not isinstance(point, (list, tuple)) or len(point) != 2 or _number(point[0]) is None:
+        raise ValueError(f"malformed answer: a series' `{key}` holds {_short(point)}, expected [time, \"value\"]")
+    return point[1]
+
+
 def _vector(result: Any) -> list[tuple[dict[str, str], float | None]]:
-    """(labels, value) of an instant vector; ValueError for anything else (a scalar, a string)."""
+    """(labels, value) of an instant vector; ValueError for anything else (a scalar, a string, a broken series)."""
     if not isinstance(result, list) or not all(isinstance(r, dict) and "value" in r for r in result):
         raise ValueError("expected an instant vector (one series per site)")
-    return [(r.get("metric") or {}, _number(r["value"][1])) for r in result]
+    return [(_metric(r), _number(_sample(r["value"], "value"))) for r in result]
 
 
 def _by_site(series: list[tuple[dict[str, str], float | None]]) -> dict[str, float]:
@@ -139,14 +161,17 @@ def _history_by_site(result: Any) -> dict[str, tuple[float, ...]]:
         raise ValueError("expected a range vector (one series per site)")
     steps: dict[str, dict[float, float]] = {}
     for series in result:
-        site = (series.get("metric") or {}).get("site")
+        site = _metric(series).get("site")
         if site is None:
             raise ValueError("a series has no `site` label; group the query with `sum by (site) (...)`")
+        if not isinstance(series["values"], list):
+            raise ValueError(f"malformed answer: a series' `values` is {_short(series['values'])}, expected a list")
         points = steps.setdefault(site, {})
-        for ts, raw in series["values"]:
-            value = _number(raw)
+        for point in series["values"]:
+            value = _number(_sample(point, "values"))
             if value is not None:
-                points[float(ts)] = points.get(float(ts), 0.0) + value
+                ts = float(point[0])
+                points[ts] = points.get(ts, 0.0) + value
     return {site: tuple(points[t] for t in sorted(points)) for site, points in steps.items()}
 
 
@@ -354,6 +379,8 @@ class PrometheusCollector:
                     values[name] = _by_site(_vector(result))
             except ValueError as exc:
                 query_errors[name] = str(exc)
+            except (TypeError, KeyError, IndexError, AttributeError) as exc:  # a shape the checks above missed
+                query_errors[name] = f"malformed answer: {type(exc).__name__}: {exc}"
         seen = {site for per_site in (*values.values(), *histories.values()) for site in per_site}
         ordered = [s for s in self.site_order if s in seen] + sorted(seen - set(self.site_order))
         progress = []
@@ -386,7 +413,15 @@ def start_poll(config: Config) -> Callable[[float], ProgressReport | None]:
         return lambda remaining: None
     collector = PrometheusCollector(config.prometheus, config.timeout, site_order=[s.name for s in config.sites])
     result: list[ProgressReport] = []
-    thread = threading.Thread(target=lambda: result.append(collector.poll()), daemon=True, name="poll-prometheus")
+
+    def run() -> None:
+        try:
+            report = collector.poll()
+        except Exception as exc:  # noqa: BLE001 - a bug must read as a failed poll, not as a timeout
+            report = collector._failed(f"poll failed: {type(exc).__name__}: {exc}")
+        result.append(report)
+
+    thread = threading.Thread(target=run, daemon=True, name="poll-prometheus")
     thread.start()
 
     def wait(remaining: float) -> ProgressReport:
