@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -317,8 +318,9 @@ def load(path: Path) -> Config:
 
 
 def _positive(path: Path, key: str, value: float) -> float:
-    if value <= 0:
-        raise ConfigError(f"{path}: {key}: expected a number of seconds greater than 0, got {value}")
+    # NaN passes `<= 0` and inf overflows every timer and timeout later: both are refused here.
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{path}: {key}: expected a positive finite number of seconds, got {value}")
     return float(value)
 
 
@@ -377,9 +379,11 @@ def _build(path: Path, raw: _File) -> Config:
             raise ConfigError(
                 f"{path}: prometheus.queries.{unknown[0]}: unknown query; expected one of {', '.join(DEFAULT_QUERIES)}"
             )
-        if not re.fullmatch(r"\d+[smhdwy]", raw.prometheus.window):
+        window = re.fullmatch(r"(\d+)[smhdwy]", raw.prometheus.window)
+        if not window or int(window.group(1)) == 0:  # rates divide by the window
             raise ConfigError(
-                f"{path}: prometheus.window: expected a Prometheus duration such as 24h, got {raw.prometheus.window!r}"
+                f"{path}: prometheus.window: expected a positive Prometheus duration such as 24h,"
+                f" got {raw.prometheus.window!r}"
             )
         prometheus = PrometheusConfig(
             raw.prometheus.url.rstrip("/"), raw.prometheus.window, {**DEFAULT_QUERIES, **raw.prometheus.queries},
