@@ -75,10 +75,6 @@ class RunResult:
     states: dict[str, str] = field(default_factory=dict)
 
     @property
-    def failed_step(self) -> Step | None:
-        return self.plan.steps[self.failed_index] if self.failed_index is not None else None
-
-    @property
     def resume_index(self) -> int | None:
         """Where a resume starts: the failed step, else the first step that did not run (after a stop)."""
         if self.failed_index is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 _IN_PROGRESS = {"updating", "rollback_started"}
@@ -74,24 +72,3 @@ def convergence(client: Any, service_id: str, force: int) -> tuple[bool, str, in
     note = f"{len(fresh)}/{desired} replicas of the new spec running" + (f" (update {state})" if state else "")
     return done, note, len(fresh), desired
 
-
-def wait_converged(
-    client: Any,
-    service_id: str,
-    force: int,
-    timeout: float = 300.0,
-    interval: float = 0.5,
-    progress: Callable[[str], None] | None = None,
-) -> str:
-    """Wait until every replica of the new spec runs; raises RestartError on failure or timeout."""
-    deadline = time.monotonic() + timeout
-    note = ""
-    while True:
-        done, note, _, _ = convergence(client, service_id, force)
-        if progress:
-            progress(note)
-        if done:
-            return note
-        if time.monotonic() > deadline:
-            raise RestartError(f"not converged after {timeout:g}s: {note}")
-        time.sleep(interval)

@@ -40,11 +40,6 @@ def actions_stylesheet() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "styles" / "actions.tcss"
 
 
-def mode_marker(config: Config) -> str:
-    """What the header says about actions."""
-    return "ACTIONS ENABLED" if config.deploy.allow else "read-only"
-
-
 # ---------------------------------------------------------------------------
 # Confirm dialog.
 # ---------------------------------------------------------------------------
