@@ -259,8 +259,12 @@ def _explain(path: Path, err: msgspec.ValidationError, data: object = None) -> C
     return ConfigError(f"{path}: {where or '(top level)'}: {detail}")
 
 
-def _expand(value: str | None) -> Path | None:
-    return Path(os.path.expandvars(value)).expanduser() if value else None
+def _expand(value: str | None, base: Path) -> Path | None:
+    """A path from the file: `$VARS` and `~` expanded, relative ones taken from `base` (the config's folder)."""
+    if not value:
+        return None
+    path = Path(os.path.expandvars(value)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
 
 
 _SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://")
@@ -337,10 +341,8 @@ def _build(path: Path, raw: _File) -> Config:
         stacks: dict[str, Path] = {}
         compose: dict[str, dict[str, int]] = {}
         for stack, file in site.stacks.items():
-            compose_path = _expand(file)
+            compose_path = _expand(file, path.parent)
             assert compose_path is not None
-            if not compose_path.is_absolute():
-                compose_path = (path.parent / compose_path).resolve()
             if not compose_path.is_file():
                 raise ConfigError(f"{path}: {key}.stacks.{stack}: compose file {compose_path} does not exist")
             try:
@@ -350,7 +352,12 @@ def _build(path: Path, raw: _File) -> Config:
             stacks[stack] = compose_path
         tls = None
         if site.tls is not None:
-            tls = TlsConfig(_expand(site.tls.ca), _expand(site.tls.cert), _expand(site.tls.key), site.tls.verify)
+            tls = TlsConfig(
+                _expand(site.tls.ca, path.parent),
+                _expand(site.tls.cert, path.parent),
+                _expand(site.tls.key, path.parent),
+                site.tls.verify,
+            )
             for part in ("ca", "cert", "key"):
                 file = getattr(tls, part)
                 if file is not None and not file.is_file():
@@ -394,7 +401,7 @@ def _build(path: Path, raw: _File) -> Config:
         raise ConfigError(f"{path}: deploy.core: expected one of deploy.order {d.order}, got {d.core!r}")
     if len(set(d.order)) != len(d.order):
         raise ConfigError(f"{path}: deploy.order: expected each stack once, got {d.order}")
-    audit = _expand(d.audit)
+    audit = _expand(d.audit, path.parent)
     assert audit is not None
-    deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, _expand(d.lock))
+    deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, _expand(d.lock, path.parent))
     return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy)

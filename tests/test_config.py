@@ -81,6 +81,29 @@ def test_compose_path_expands_home_and_variables(tree, monkeypatch):
     assert load(path).site("chime").stacks["datatrail"] == tree / "stacks" / "server-compose.yaml"
 
 
+def test_every_relative_path_is_relative_to_the_config_file_not_the_cwd(tree, tmp_path_factory, monkeypatch):
+    (tree / "certs").mkdir()
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tree / "certs" / name).write_text("x")
+    path = write(tree, '[sites.chime]\ndocker = "tcp://frb-vsop.chime:2376"\n'
+                       '[sites.chime.stacks]\ndatatrail = "stacks/server-compose.yaml"\n'
+                       '[sites.chime.tls]\nca = "certs/ca.pem"\ncert = "certs/cert.pem"\nkey = "certs/key.pem"\n'
+                       '[deploy]\naudit = "state/audit.jsonl"\nlock = "state/dtmon.lock"\n')
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    config = load(path)
+    tls = config.site("chime").tls
+    assert (tls.ca, tls.cert, tls.key) == tuple((tree / "certs" / n).resolve() for n in ("ca.pem", "cert.pem", "key.pem"))
+    assert config.site("chime").stacks["datatrail"] == (tree / "stacks" / "server-compose.yaml").resolve()
+    assert config.deploy.audit == (tree / "state" / "audit.jsonl").resolve()
+    assert config.deploy.lock == (tree / "state" / "dtmon.lock").resolve()
+
+
+def test_home_in_a_path_still_expands(tree, monkeypatch):
+    monkeypatch.setenv("HOME", str(tree / "home"))
+    path = write(tree, '[deploy]\naudit = "~/audit.jsonl"\n')
+    assert load(path).deploy.audit == tree / "home" / "audit.jsonl"
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
