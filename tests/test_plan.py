@@ -191,6 +191,16 @@ def test_core_redeploy_pulls_each_repo_once():
     assert all(s.kind == PULL for s in plan.steps[:2])
 
 
+def test_every_step_of_a_plan_has_its_own_resume_key():
+    repos = clean_repos(admin={"behind": 1, "upstream_head": "a" * 40}, core={"behind": 3, "upstream_head": "c" * 40})
+    plan = plan_redeploy(make_config(announce="http://127.0.0.1:1/hook"), make_snapshot(), "chime", "datatrail", repos)
+    keys = [s.key for s in plan.steps]
+    assert len(set(keys)) == len(keys)
+    second_pull = plan.steps[1]
+    assert second_pull.kind == PULL and second_pull.key[3] == second_pull.repo
+    assert resume_plan(plan, second_pull.key).resumed_from == 1
+
+
 @pytest.mark.parametrize(
     "change, words",
     [

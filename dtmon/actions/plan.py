@@ -96,8 +96,8 @@ class Step:
 
     @property
     def key(self) -> tuple[str, str | None, str | None, str | None]:
-        """Identity across re-plans: kind, site, stack, service (used to resume)."""
-        return (self.kind, self.site, self.stack, self.service)
+        """Identity across re-plans (used to resume): kind, site, stack, and the repo pulled or service restarted."""
+        return (self.kind, self.site, self.stack, self.repo if self.kind == PULL else self.service)
 
 
 @dataclass(frozen=True)
