@@ -109,16 +109,21 @@ def site_problem_count(site: SiteStatus) -> int:
     return sum(1 for s in site.services if s.is_problem)
 
 
+def awaiting_first_poll(site: SiteStatus) -> bool:
+    """True before a site's first poll has come back either way (no data and no error yet)."""
+    return not site.reachable and site.polled_at is None and site.error in (None, "not polled yet")
+
+
 def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None) -> Chip:
     """E.g. "chime ✓ 12ms 3s", "chime ▲3 12ms 3s", "kko ✗ 2m" (the age of the data shown).
 
     With `late_after` (seconds), a reachable site's age is shown only once its data is that old:
     an age that cycles 0s, 1s, 2s with every poll says nothing, yet repaints the chip every second.
     """
-    if site.polled_at is None and not site.reachable:
-        if site.error and site.error != "not polled yet":
-            return Chip(f"{site.name} ✗ no data", UNREACHABLE)
+    if awaiting_first_poll(site):
         return Chip(f"{site.name} …", "pending")
+    if site.polled_at is None and not site.reachable:
+        return Chip(f"{site.name} ✗ no data", UNREACHABLE)
     data_age = since(site.polled_at, now, coarse=False)
     if not site.reachable:
         return Chip(f"{site.name} ✗ {data_age}", UNREACHABLE)
@@ -271,7 +276,10 @@ def stack_row(site: SiteStatus, stack: StackStatus, view: View, stale: bool, fol
 def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
     services = site.services
     problems = site_problem_count(site)
-    if not site.reachable:
+    if awaiting_first_poll(site):  # the app starts every site unreachable with no error: not a failure yet
+        state = Cell("…", None)
+        note = Cell("waiting for the first poll")
+    elif not site.reachable:
         state = Cell(UNREACHABLE, ERROR, bold=True)
         # The state column already says "unreachable": the note says why, since when, and how old the data is.
         down_for = f"for {since(site.error_since, now)}" if site.error_since is not None else ""
@@ -281,9 +289,6 @@ def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
             data = f"data {since(site.polled_at, now)} old" if site.polled_at is not None else "no data yet"
             text = " · ".join(p for p in (str(site.error), down_for, data) if p)
         note = Cell(text, ERROR)
-    elif site.polled_at is None:
-        state = Cell("…", None)
-        note = Cell("waiting for the first poll")
     else:
         worst = min((s.state for s in services), key=STATE_RANK.__getitem__, default=RUNNING)
         state = Cell(worst, STATE_TONE.get(worst), bold=True)

@@ -261,3 +261,16 @@ def test_summary_names_counts_and_filters():
     assert fmt.summary(sites, fmt.View(), 0) == "27 services · 3 problems · 1 site unreachable"
     text = fmt.summary(sites, fmt.View(filter="kko", problems_only=True), 4)
     assert text.endswith('filter "kko" (4 rows) · problems only')
+
+
+@pytest.mark.parametrize("error", [None, "not polled yet"])
+def test_a_site_not_polled_yet_is_waiting_not_unreachable(error):
+    # The dashboard starts every site as SiteStatus(reachable=False) until its first poll comes back.
+    (row,) = fmt.build_rows([SiteStatus("hco", False, error=error)], NOW)
+    assert cell(row, "state") == fmt.Cell("…", None)
+    assert cell(row, "error") == fmt.Cell("waiting for the first poll")
+    assert fmt.site_chip(SiteStatus("hco", False, error=error), NOW).state == "pending"
+    # Once a poll has failed it is unreachable, data or none.
+    (failed,) = fmt.build_rows([SiteStatus("hco", False, error="connection failed")], NOW)
+    assert cell(failed, "state").text == "unreachable"
+    assert cell(failed, "error").text == "connection failed · no data yet"
