@@ -384,7 +384,8 @@ def summary(sites: Sequence[SiteStatus], view: View, shown: int) -> str:
     """The status line: counts and what filters are on."""
     services = sum(len(s.services) for s in sites)
     problems = sum(site_problem_count(s) for s in sites)
-    unreachable = sum(1 for s in sites if not s.reachable and s.polled_at is not None)
+    # A site whose first poll failed has no data yet, but its chip says ✗: it counts too.
+    unreachable = sum(1 for s in sites if not s.reachable and not awaiting_first_poll(s))
     parts = [f"{services} services", f"{problems} problem{'s' if problems != 1 else ''}"]
     if unreachable:
         parts.append(f"{unreachable} site{'s' if unreachable != 1 else ''} unreachable")

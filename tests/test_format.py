@@ -274,3 +274,10 @@ def test_a_site_not_polled_yet_is_waiting_not_unreachable(error):
     (failed,) = fmt.build_rows([SiteStatus("hco", False, error="connection failed")], NOW)
     assert cell(failed, "state").text == "unreachable"
     assert cell(failed, "error").text == "connection failed · no data yet"
+
+
+def test_summary_counts_sites_that_never_answered_but_not_those_still_waiting():
+    never = SiteStatus("hco", False, error="connection failed")
+    waiting = SiteStatus("gbo", False)
+    assert fmt.summary([kko(), never, waiting], fmt.View(), 0) == "6 services · 0 problems · 1 site unreachable"
+    assert fmt.summary([kko(), never, gbo_stale()], fmt.View(), 0).endswith(" · 2 sites unreachable")
