@@ -227,3 +227,26 @@ async def test_quit_is_refused_while_a_run_is_in_progress(tmp_path):
         assert app.check_action("filter", ()) is False
         screen.running = False
         assert app.check_action("quit", ()) is not False
+
+
+async def test_quit_is_refused_from_a_screen_above_a_running_progress(tmp_path):
+    from dtmon.screens.help import HelpScreen
+
+    config = make_config(tmp_path, allow=True)
+    app = make_app(config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = Progress(config, Plan("redeploy", "kko", "datatrail-client", steps=()), start=False)
+        app.push_screen(screen)
+        await pilot.pause()
+        screen.running = True
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("ctrl+q", "q")
+        await pilot.pause()
+        assert app.return_code is None and app.is_running  # still there: the run goes on behind the help
+        assert screen in app.screen_stack
+        screen.running = False
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.return_code == 0  # once the run has ended, quitting works again

@@ -338,11 +338,10 @@ class ActionsMixin:
             if action == "restart_service":
                 return service is not None or None  # None: shown dimmed
             return stack is not None or None
-        if isinstance(self.screen, Progress):
-            if action in ("filter", "toggle_problems", "clear_filter"):
-                return False  # dashboard keys do nothing here
-            if action == "quit" and self.screen.running:
-                return False  # never walk away from a half-done redeploy: Stop it first
+        if action == "quit" and any(isinstance(s, Progress) and s.running for s in self.screen_stack):
+            return False  # never walk away from a half-done redeploy (even from help above it): Stop it first
+        if isinstance(self.screen, Progress) and action in ("filter", "toggle_problems", "clear_filter"):
+            return False  # dashboard keys do nothing here
         return super().check_action(action, parameters)  # type: ignore[misc]
 
     def action_restart_service(self: Any) -> None:
