@@ -83,7 +83,10 @@ class ServiceStatus:
         text = f"{self.site} {self.name}: {self.state} {self.replicas}"
         if self.state == MISSING:
             return f"{self.site} {self.name}: missing (in the compose file, not deployed)"
-        detail = self.error or self.update_message
+        if self.state == UPDATING:  # the update's own word first: "update paused: ..." says why it is one
+            detail = "; ".join(d for d in (self.update_message, self.error) if d)
+        else:
+            detail = self.error or self.update_message
         return f"{text}: {detail}" if detail else text
 
 

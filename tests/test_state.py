@@ -69,8 +69,9 @@ def site(stacks: dict[str, dict[str, int]]) -> SiteConfig:
         (0, 1, "updating", UPDATING),
         (1, 1, "rollback_started", UPDATING),
         (0, 0, "updating", UPDATING),
-        (0, 1, "paused", DOWN),
-        (1, 1, "rollback_paused", RUNNING),
+        (0, 1, "paused", UPDATING),  # an update that failed with failure_action=pause waits for someone
+        (1, 1, "paused", UPDATING),
+        (1, 1, "rollback_paused", UPDATING),
     ],
 )
 def test_service_state(running, desired, update_state, expected):
@@ -186,6 +187,18 @@ def test_build_stacks_global_and_stopped_and_updating():
     assert healer.state == UPDATING and healer.is_problem
     assert healer.update_message == "update updating: update in progress"
     assert healer.problem_text() == "chime datatrail-client_replication_healer: updating 1/1: update updating: update in progress"
+
+
+def test_a_paused_update_is_a_problem_that_says_why():
+    cfg = site({"datatrail-client": {"replicator": 1}})
+    message = "update paused due to failure or early termination of task 4x7"
+    services = [engine_service("datatrail-client", "replicator", 1, 1, update={"State": "paused", "Message": message})]
+    tasks = [engine_task("id-datatrail-client-replicator", "failed", timedelta(seconds=30), "task: non-zero exit (1)")]
+    (replicator,) = build_stacks(cfg, services, tasks, NOW)[0].services
+    assert replicator.state == UPDATING and replicator.is_problem
+    assert replicator.problem_text() == (
+        f"chime datatrail-client_replicator: updating 1/1: update paused: {message}; task: non-zero exit (1)"
+    )
 
 
 def test_build_stacks_tasks_of_other_services_do_not_leak():

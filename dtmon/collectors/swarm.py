@@ -30,7 +30,9 @@ STACK_LABEL = "com.docker.stack.namespace"
 #: Failed tasks younger than this count as "failed recently".
 RECENT_FAILURES = timedelta(minutes=10)
 
-_UPDATE_IN_PROGRESS = {"updating", "rollback_started"}
+#: Update states that make a service `updating`. A paused update (failure_action=pause, or a rollback
+#: that failed) stays paused until someone acts, so it is shown, and counted as a problem, like one in progress.
+_UPDATE_IN_PROGRESS = {"updating", "rollback_started", "paused", "rollback_paused"}
 _FAILED_TASK_STATES = {"failed", "rejected"}
 
 
