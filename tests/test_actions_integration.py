@@ -82,6 +82,19 @@ def events(engine: Dockerd, since: float, until: float) -> list[tuple[int, str, 
         client.close()
 
 
+def container_deaths(engine: Dockerd, since: float, until: float, stack: str) -> list[float]:
+    """When each container of `stack` stopped in [since, until] (epoch seconds), from GET /events."""
+    import docker
+
+    client = docker.APIClient(base_url=engine.url, version="auto", timeout=10)
+    try:
+        found = client.events(since=int(since) - 1, until=int(until) + 1, decode=True,
+                              filters={"type": "container", "event": "die", "label": f"com.docker.stack.namespace={stack}"})
+        return [e["timeNano"] / 1e9 for e in found if since <= e["timeNano"] / 1e9 <= until]
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory, monkeypatch_module):
     require_engines()
@@ -346,6 +359,11 @@ def test_core_redeploy_keeps_the_order_of_the_operations_page(ctx, capsys):
     assert all(t < core_removed for t, _, name in removes if name != "datatrail_server")
     daemons_removed = next(t for t, _, name in removes if name.startswith("datatrail-daemons_"))
     assert all(t < daemons_removed for t, _, name in removes if name.startswith("datatrail-client_"))  # reverse order
+    # One stack at a time: the client's containers had stopped at every site before the daemons were removed.
+    client_deaths = container_deaths(chime, since, until, "datatrail-client") + container_deaths(kko, since, until,
+                                                                                                  "datatrail-client")
+    assert len(client_deaths) >= 3  # chime's replica and kko's two
+    assert max(client_deaths) < daemons_removed / 1e9
     assert all(core_removed < t for t, _, _ in creates)
     created = [(site, name) for _, site, name in creates]
     assert created == [("chime", "datatrail_server"), ("chime", "datatrail-daemons_state_updater"),

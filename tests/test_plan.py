@@ -129,10 +129,16 @@ def test_core_redeploy_removes_every_dependent_first_and_deploys_in_order():
         ("chime", "datatrail"), ("chime", "datatrail-daemons"),
         ("chime", "datatrail-client"), ("kko", "datatrail-client"), ("gbo", "datatrail-client"),
     ]
-    # Every dependent is waited for until gone before the core stack is removed.
-    core_rm = order.index((REMOVE, "chime", "datatrail"))
-    for site, stack in removals[:-1]:
-        assert order.index((WAIT_GONE, site, stack)) < core_rm
+    # Removal is the reverse of the deploy order, one stack at a time: removed at every site, then waited
+    # for until gone at every site, before the next stack (and last the core) is removed.
+    clients = [("chime", "datatrail-client"), ("kko", "datatrail-client"), ("gbo", "datatrail-client")]
+    first_deploy = order.index((DEPLOY, "chime", "datatrail"))
+    assert order[:first_deploy] == [
+        *[(REMOVE, site, stack) for site, stack in clients],
+        *[(WAIT_GONE, site, stack) for site, stack in clients],
+        (REMOVE, "chime", "datatrail-daemons"), (WAIT_GONE, "chime", "datatrail-daemons"),
+        (REMOVE, "chime", "datatrail"), (WAIT_GONE, "chime", "datatrail"),
+    ]
     # Each deploy waits for its stack to run before the next deploy.
     for i, (kind, site, stack) in enumerate(order):
         if kind == DEPLOY:

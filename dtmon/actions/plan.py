@@ -334,8 +334,11 @@ def plan_redeploy(
     pull_steps = [_pull(repo) for repo in pulls.values()]
     steps: list[Step] = []
     if base.core:
-        steps += [_remove(s, n) for s, n in removals]
-        steps += [_wait_gone(s, n) for s, n in removals]
+        # Reverse deploy order, one stack at a time: removed at every site and gone everywhere before the next.
+        for name in dict.fromkeys(n for _, n in removals):
+            carriers = [s for s, n in removals if n == name]
+            steps += [_remove(s, name) for s in carriers]
+            steps += [_wait_gone(s, name) for s in carriers]
     steps += [_remove(site_cfg, stack), _wait_gone(site_cfg, stack)]
     for target_site, name in deploys:
         steps += [_deploy(target_site, name, used[(target_site.name, name)]), _wait_running(target_site, name)]
