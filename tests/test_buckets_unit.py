@@ -108,10 +108,27 @@ def test_parse_counts_total_defaults_to_the_sum():
     assert parse_counts("q", {"queued": 4, "running": 1, "success": 3, "failure": 2}).total == 10
 
 
-@pytest.mark.parametrize("data", [[1, 2], "x", None, {"queued": "4"}, {"queued": -1}, {"queued": True},
-                                  {"queued": 1.5}, {"total": None, "queued": 1, "running": {}}])
+COUNTS = {"queued": 4, "running": 1, "success": 3, "failure": 2}
+
+
+@pytest.mark.parametrize("data", [[1, 2], "x", None, {**COUNTS, "queued": "4"}, {**COUNTS, "queued": -1},
+                                  {**COUNTS, "queued": True}, {**COUNTS, "queued": 1.5},
+                                  {**COUNTS, "total": None, "running": {}}])
 def test_parse_counts_refuses_other_shapes(data):
     with pytest.raises(ValueError):
+        parse_counts("q", data)
+
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        ({}, "missing 'queued', 'running', 'success', 'failure'"),
+        ({"queued": 4, "running": 1, "success": 3}, "missing 'failure'"),
+        ({"error": "no such pipeline"}, "the service answered an error: no such pipeline"),
+    ],
+)
+def test_parse_counts_refuses_an_answer_without_the_counts(data, says):
+    with pytest.raises(ValueError, match=says):
         parse_counts("q", data)
 
 
@@ -366,3 +383,22 @@ def test_a_buckets_poll_that_raises_is_a_failed_report_not_a_timeout(tmp_path: P
     report = buckets.start_poll(load(path))(3.0)
     assert not report.reachable
     assert report.error == "http://127.0.0.1:9: poll failed: RuntimeError: boom"
+
+
+def test_a_detail_answer_without_counts_fails_the_poll_naming_the_bucket_and_the_key():
+    import httpx
+
+    from dtmon.collectors.buckets import BucketsCollector
+    from dtmon.config import BucketsConfig
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/status/pipelines":
+            return httpx.Response(200, json=["datatrail-replica-heal", "datatrail-state-updater"])
+        if request.url.path.endswith("/datatrail-state-updater"):
+            return httpx.Response(200, json={"queued": 1, "running": 0, "success": 0})
+        return httpx.Response(200, json={**COUNTS, "total": 10})
+
+    collector = BucketsCollector(BucketsConfig("http://b:8004"), 3.0, transport=httpx.MockTransport(answer))
+    report = collector.poll_blocking()
+    assert not report.reachable
+    assert report.error.startswith("http://b:8004/status/details/datatrail-state-updater: malformed answer: missing 'failure'")

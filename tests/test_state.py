@@ -201,6 +201,16 @@ def test_a_paused_update_is_a_problem_that_says_why():
     )
 
 
+def test_a_service_without_replica_counts_fails_the_poll_instead_of_reading_stopped():
+    from dtmon.collectors.swarm import SwarmError
+
+    cfg = site({"datatrail-client": {"replicator": 1}})
+    svc = engine_service("datatrail-client", "replicator", 1, 1)
+    del svc["ServiceStatus"]  # what an engine that ignores status=true answers
+    with pytest.raises(SwarmError, match=r"engine did not report replica counts for datatrail-client_replicator \(API < 1.41\?\)"):
+        build_stacks(cfg, [svc], [], NOW)
+
+
 def test_build_stacks_tasks_of_other_services_do_not_leak():
     cfg = site({"datatrail-client": {"replicator": 1, "deletion_healer": 1}})
     services = [

@@ -75,9 +75,14 @@ def parse_counts(name: str, data: Any) -> BucketStatus:
     """A bucket's counts from its `/status/details` JSON; ValueError when the shape is not the API's."""
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object of counts, got {type(data).__name__}")
+    if "error" in data and not all(key in data for key in COUNT_KEYS):
+        raise ValueError(f"the service answered an error: {str(data['error'])[:200]}")
+    missing = [key for key in COUNT_KEYS if key not in data]
+    if missing:  # read as 0 they would make a broken answer look like an empty, healthy queue
+        raise ValueError(f"missing {', '.join(repr(k) for k in missing)} in {str(data)[:80]}")
     counts: dict[str, int] = {}
     for key in (*COUNT_KEYS, "total"):
-        value = data.get(key, 0 if key != "total" else None)
+        value = data.get(key)
         if value is None and key == "total":
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

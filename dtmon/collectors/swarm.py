@@ -172,9 +172,12 @@ def _service_row(site: str, stack: str, svc: dict[str, Any], tasks: list[dict[st
     spec = svc.get("Spec") or {}
     name = spec.get("Name", "")
     short = name[len(stack) + 1 :] if name.startswith(stack + "_") else name
-    counts = svc.get("ServiceStatus") or {}
-    running = int(counts.get("RunningTasks", 0))
-    desired = int(counts.get("DesiredTasks", 0))
+    counts = svc.get("ServiceStatus")
+    if not isinstance(counts, dict) or "RunningTasks" not in counts or "DesiredTasks" not in counts:
+        # Without them every service would read 0/0, i.e. stopped and healthy.
+        raise SwarmError(f"engine did not report replica counts for {name or svc.get('ID', '?')} (API < 1.41?)")
+    running = int(counts["RunningTasks"])
+    desired = int(counts["DesiredTasks"])
     update = svc.get("UpdateStatus") or {}
     update_state = update.get("State")
     error = error_at = None
