@@ -26,7 +26,7 @@ from engines import DOCKER_CLI, Dockerd, require_engines, service_def, start_all
 from gitworld import Repo  # noqa: E402
 
 from dtmon.actions.audit import read
-from dtmon.actions.lock import ActionLock, LockHeld
+from dtmon.actions.lock import ActionLock, LockHeld, read_holder
 from dtmon.cli import main
 
 pytestmark = pytest.mark.engine
@@ -330,16 +330,19 @@ def test_core_redeploy_keeps_the_order_of_the_operations_page(ctx, capsys):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     try:
-        # While it runs, the lock names it to any other process.
+        # While it runs, the lock names it to any other process. Poll the holder record (written once the
+        # child holds the flock) rather than the lock itself: taking it, even briefly, could refuse the child.
         deadline = time.monotonic() + 30
         held = None
-        while held is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                ActionLock(ctx.lock).acquire("probe").release()
-                time.sleep(0.05)
-            except LockHeld as exc:
-                held = exc.holder
+        while time.monotonic() < deadline and proc.poll() is None:
+            held = read_holder(ctx.lock)
+            if held is not None and held.pid == proc.pid:
+                break
+            time.sleep(0.05)
         assert held is not None and held.pid == proc.pid and "redeploy datatrail at chime" in held.what
+        with pytest.raises(LockHeld) as refused:
+            ActionLock(ctx.lock).acquire("probe")
+        assert refused.value.holder == held
         out, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:

@@ -204,8 +204,11 @@ async def test_stop_ends_the_run_after_the_current_step_and_offers_resume(tmp_pa
         async with app.run_test(size=(120, 30)) as pilot:
             screen = Progress(config, Plan("redeploy", "chime", "datatrail", steps=(announce, announce)))
             app.push_screen(screen)
-            await pilot.pause(0.3)
-            assert screen.running
+            for _ in range(250):  # until the first step has started (the hook then takes a second)
+                if 0 in screen.states and screen.states[0].status == "running":
+                    break
+                await pilot.pause(0.02)
+            assert screen.running and screen.states[0].status == "running"
             screen.query_one("#stop", Button).press()
             await wait_finished(screen, pilot)
             assert screen.result.outcome == "stopped"
