@@ -206,7 +206,7 @@ _KEYED_TABLES: dict[str, type] = {
 
 def _converts(value: object, kind: type) -> bool:
     try:
-        msgspec.convert(value, kind, strict=False)
+        msgspec.convert(value, kind, strict=True)
     except msgspec.ValidationError:
         return False
     return True
@@ -294,8 +294,11 @@ def parse_compose(path: Path) -> dict[str, int]:
         if deploy.get("mode") == "global":
             replicas = 1
         else:
-            raw = deploy.get("replicas", 1)
-            replicas = raw if isinstance(raw, int) and not isinstance(raw, bool) else 1
+            replicas = deploy.get("replicas", 1)
+            if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+                raise ValueError(
+                    f"services.{name}.deploy.replicas: expected a whole number of replicas (0 or more), got {replicas!r}"
+                )
         services[str(name)] = replicas
     return services
 
@@ -315,7 +318,8 @@ def load(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
     try:
-        raw = msgspec.convert(data, _File, strict=False)
+        # strict: a string is not a number (refresh = "5"); an integer still fills a float field.
+        raw = msgspec.convert(data, _File, strict=True)
     except msgspec.ValidationError as exc:
         raise _explain(path, exc, data) from None
     return _build(path, raw)

@@ -74,6 +74,16 @@ def test_good_config_keeps_site_and_stack_order_and_resolves_paths(tree):
         config.site("hco")
 
 
+def test_integers_fill_number_fields_and_zero_replicas_is_kept(tree):
+    (tree / "stacks" / "zero.yaml").write_text("services:\n  idle:\n    deploy:\n      replicas: 0\n")
+    path = write(tree, 'refresh = 2\ntimeout = 3\n[sites.chime]\ndocker = "unix:///x.sock"\n'
+                       '[sites.chime.stacks]\ndatatrail = "stacks/zero.yaml"\n'
+                       '[prometheus]\nurl = "http://p:9090"\nmax_push_age = 600\n')
+    config = load(path)
+    assert (config.refresh, config.timeout, config.prometheus.max_push_age) == (2.0, 3.0, 600.0)
+    assert config.site("chime").compose_services["datatrail"] == {"idle": 0}
+
+
 def test_compose_path_expands_home_and_variables(tree, monkeypatch):
     monkeypatch.setenv("DT_STACKS", str(tree / "stacks"))
     path = write(tree, '[sites.chime]\ndocker = "unix:///x.sock"\n[sites.chime.stacks]\n'
@@ -111,6 +121,8 @@ def test_home_in_a_path_still_expands(tree, monkeypatch):
         ('[sites.chime]\ndockr = "unix:///x.sock"\n', "sites.chime.dockr: unknown key"),
         ('colour = "blue"\n', "colour: unknown key"),
         ('timeout = "fast"\n', "timeout: expected a number, got a string"),
+        ('refresh = "5"\n', "refresh: expected a number, got a string"),
+        ('[deploy]\nallow = "true"\n', "deploy.allow: expected true or false, got a string"),
         ("[sites.kko]\ndocker = 2376\n", "sites.kko.docker: expected a string, got an integer"),
         ("[sites.kko]\n", "sites.kko.docker: required key is missing"),
         ('[sites.kko]\ndocker = "unix:///x"\nstacks = ["a"]\n', "sites.kko.stacks: expected a table, got an array"),
@@ -144,6 +156,11 @@ def test_bad_config_message_names_file_key_and_expectation(tree, text, expected)
         ("services:\n  server:\n\timage: x\n", "not valid YAML (line 3, column 1): found character '\\t'"),
         ("services: {}\n", "expected a compose file with a non-empty `services` mapping"),
         ("- just\n- a list\n", "expected a compose file with a non-empty `services` mapping"),
+        ('services:\n  server:\n    deploy:\n      replicas: "2"\n',
+         "services.server.deploy.replicas: expected a whole number of replicas (0 or more), got '2'"),
+        ("services:\n  server:\n    deploy:\n      replicas: -3\n",
+         "services.server.deploy.replicas: expected a whole number of replicas (0 or more), got -3"),
+        ("services:\n  server:\n    deploy:\n      replicas: 1.5\n", "got 1.5"),
     ],
 )
 def test_unparsable_compose_file_names_config_key_and_compose_file(tree, compose, expected):
