@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -38,6 +39,22 @@ def test_records_written_before_a_crash_are_kept(tmp_path):
     records = read(path)
     assert [r["event"] for r in records] == ["start", "step"]
     assert "no outcome recorded" in render(records)
+
+
+def test_append_fsyncs_the_record_before_it_returns(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    synced: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), path.read_text()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    AuditLog(path).append({"event": "start", "id": "f1"})
+    assert len(synced) == 1
+    file, content = synced[0]
+    assert file == str(path) and '"id":"f1"' in content  # the record's own file, with the record written
 
 
 def test_render_groups_an_action_with_its_steps_and_outcome(tmp_path):

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -85,14 +84,43 @@ def test_release_lets_the_next_one_in_and_removes_the_record(tmp_path):
     second.release()
 
 
-def test_lock_is_not_inherited_by_child_processes(tmp_path):
+CRASHING_HOLDER = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    from dtmon.actions.lock import ActionLock
+    lock = ActionLock(sys.argv[1]).acquire("redeploy that runs a long docker command")
+    # A step's command, spawned the least careful way: every inheritable descriptor goes along.
+    child = subprocess.Popen(["sleep", "30"], close_fds=False)
+    print(child.pid, flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_command_outliving_its_killed_holder_does_not_keep_the_lock(tmp_path):
     path = tmp_path / "actions.lock"
-    with ActionLock(path, "parent"):
-        child = subprocess.Popen(["sleep", "30"])
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
     try:
-        started = time.monotonic()
-        ActionLock(path).acquire("after").release()  # the child must not keep the lock alive
-        assert time.monotonic() - started < 1
+        with pytest.raises(LockHeld):
+            ActionLock(path).acquire("while the holder lives")
+        proc.kill()
+        proc.wait()
+        assert Path(f"/proc/{child}").exists()  # its command is still running
+        # The lock's descriptor was close-on-exec, so the orphaned command never had it: the lock is free.
+        assert current_holder(path) is None
+        ActionLock(path).acquire("after").release()
     finally:
-        child.kill()
-        child.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.kill(child, signal.SIGKILL)
+
+
+def test_the_lock_descriptor_is_close_on_exec(tmp_path):
+    import fcntl
+
+    with ActionLock(tmp_path / "actions.lock", "x") as lock:
+        assert lock._fd is not None
+        assert fcntl.fcntl(lock._fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
