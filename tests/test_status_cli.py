@@ -156,3 +156,26 @@ def test_one_shot_status_leaves_no_ssh_tunnel_behind(tmp_path, monkeypatch):
         for pid in (int(line) for line in pids.read_text().split()) if pids.exists() else ():
             if _alive(pid):
                 os.kill(pid, 9)
+
+
+def test_ssh_stderr_is_kept_in_a_file_and_its_tail_named_in_the_error(tmp_path, monkeypatch):
+    from dtmon.collectors.tunnel import SshTunnel
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # More than a pipe holds, then the line that matters; ssh keeps running and the socket never appears.
+    (bin_dir / "ssh").write_text(
+        "#!/bin/sh\nhead -c 200000 /dev/zero | tr '\\0' 'x' >&2\necho >&2\n"
+        "echo 'Permission denied (publickey).' >&2\nexec sleep 60\n"
+    )
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    tunnel = SshTunnel("ssh://frbadmin@aux.gbo")
+    try:
+        with pytest.raises(OSError) as info:
+            tunnel.ensure(1.0)
+        assert str(info.value).startswith("ssh tunnel to frbadmin@aux.gbo not up after 1s: ")
+        assert str(info.value).endswith("Permission denied (publickey).")
+        assert len(str(info.value)) < 400
+    finally:
+        tunnel.close()

@@ -23,7 +23,20 @@ class SshTunnel:
         self.remote_socket = remote_socket
         self._dir = Path(tempfile.mkdtemp(prefix="dtmon-ssh-"))
         self.socket = self._dir / "docker.sock"
+        #: ssh's stderr goes to a file, not a pipe: a pipe nobody reads while ssh runs fills up and blocks it.
+        self.log = self._dir / "ssh.log"
         self._process: subprocess.Popen[bytes] | None = None
+
+    def _log_tail(self, limit: int = 300) -> str:
+        """The end of what ssh said on stderr, on one line."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                lines = f.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        text = " / ".join(line.strip() for line in lines[-3:] if line.strip())
+        return text if len(text) <= limit else "..." + text[-limit:]
 
     def ensure(self, timeout: float) -> str:
         """Start (or restart) ssh if it is not running; return the unix:// URL of the local end."""
@@ -41,19 +54,20 @@ class SshTunnel:
         ]
         if self.port:
             command[1:1] = ["-p", str(self.port)]
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        with open(self.log, "wb") as log:  # ssh keeps its own descriptor; ours closes here
+            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.socket.exists():
                 return f"unix://{self.socket}"
             if self._process.poll() is not None:
-                err = (self._process.stderr.read() if self._process.stderr else b"").decode(errors="replace")
-                raise OSError(f"ssh to {self.destination} failed: {err.strip() or 'exit ' + str(self._process.returncode)}")
+                said = self._log_tail() or f"exit {self._process.returncode}"
+                raise OSError(f"ssh to {self.destination} failed: {said}")
             time.sleep(0.05)
         self.close(keep_dir=True)
-        raise OSError(f"ssh tunnel to {self.destination} not up after {timeout:g}s")
+        said = self._log_tail()
+        raise OSError(f"ssh tunnel to {self.destination} not up after {timeout:g}s" + (f": {said}" if said else ""))
 
     def close(self, keep_dir: bool = False) -> None:
         if self._process is not None and self._process.poll() is None:
