@@ -184,7 +184,7 @@ def test_config_check_names_overridden_and_disabled_queries(tmp_path) -> None:
     assert "prometheus: http://p:9090 window 6h; a push older than 900s is a problem" in out
     assert "  replication_done: sum by (site) (increase(x_total[$window]))" in out
     assert "  pg_up: (off)" in out
-    jobs = PrometheusCollector(load(path).prometheus, 1.0)._jobs(0.0)
+    jobs = PrometheusCollector(load(path).prometheus, 1.0)._jobs()
     assert "pg_up" not in jobs
     assert jobs["replication_done"] == ("instant", "sum by (site) (increase(x_total[6h]))")
     assert jobs["replication_pending[range]"][0] == "range"

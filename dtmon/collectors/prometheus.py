@@ -267,7 +267,7 @@ class PrometheusCollector:
                 self._client.close()
                 self._client = None
 
-    def _jobs(self, at: float) -> dict[str, tuple[str, str]]:
+    def _jobs(self) -> dict[str, tuple[str, str]]:
         """name -> (kind of call, PromQL) for every query of one poll."""
         jobs: dict[str, tuple[str, str]] = {}
         for name, query in self.config.queries.items():
@@ -315,7 +315,7 @@ class PrometheusCollector:
             client = self._connect()
         except Exception as exc:  # noqa: BLE001 - a broken install must not take the dashboard down
             return self._failed(f"cannot create the Prometheus client: {exc}")
-        jobs = self._jobs(at)
+        jobs = self._jobs()
         results: dict[str, Any] = {}
         errors: dict[str, BaseException] = {}
         finished = threading.Lock()  # held while recording; a query that answers after the deadline is dropped
@@ -367,7 +367,7 @@ class PrometheusCollector:
         values: dict[str, dict[str, float]] = {}
         histories: dict[str, dict[str, tuple[float, ...]]] = {}
         feeds: list[FeedCheck] = []
-        order = {name: i for i, name in enumerate(self._jobs(at))}
+        order = {name: i for i, name in enumerate(self._jobs())}
         for name in sorted(results, key=lambda n: order.get(n, 0)):
             result = results[name]
             try:
