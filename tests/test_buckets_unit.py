@@ -402,3 +402,31 @@ def test_a_detail_answer_without_counts_fails_the_poll_naming_the_bucket_and_the
     report = collector.poll_blocking()
     assert not report.reachable
     assert report.error.startswith("http://b:8004/status/details/datatrail-state-updater: malformed answer: missing 'failure'")
+
+
+@pytest.mark.parametrize(
+    "hanging, says",
+    [
+        ({"/status/pipelines"}, "http://b:8004/status/pipelines: no answer within 0.5s"),
+        ({"/status/details/datatrail-a"}, "http://b:8004/status/details/datatrail-a: no answer within 0.5s"),
+        ({"/status/details/datatrail-a", "/status/details/datatrail-b"},
+         "http://b:8004/status/details (2 requests): no answer within 0.5s"),
+    ],
+)
+def test_a_poll_timeout_names_the_requests_still_unanswered(hanging, says):
+    import asyncio
+
+    import httpx
+
+    from dtmon.collectors.buckets import BucketsCollector
+    from dtmon.config import BucketsConfig
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path in hanging:
+            await asyncio.sleep(30)
+        if request.url.path == "/status/pipelines":
+            return httpx.Response(200, json=["datatrail-a", "datatrail-b", "datatrail-c"])
+        return httpx.Response(200, json=COUNTS)
+
+    collector = BucketsCollector(BucketsConfig("http://b:8004"), 0.5, transport=httpx.MockTransport(answer))
+    assert collector.poll_blocking().error == says

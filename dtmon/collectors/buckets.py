@@ -159,7 +159,8 @@ class BucketsCollector:
         self.timeout = timeout
         self._transport = transport
         self.last = BucketsReport(url=cfg.url, reachable=False, error="not polled yet")
-        self._waiting_for = ""  #: the path of the request in flight, for the timeout message
+        #: Paths of the requests sent and not yet answered in this poll, for the timeout message.
+        self._unanswered: list[str] = []
         self._verify: Any = None  #: TLS context, made once (loading CAs costs ~0.2 s); none for http://
 
     async def poll(self) -> BucketsReport:
@@ -168,7 +169,7 @@ class BucketsCollector:
         try:
             buckets = await asyncio.wait_for(self._fetch(), self.timeout)
         except (TimeoutError, asyncio.TimeoutError):
-            return self._failed(f"{self.cfg.url}{self._waiting_for}: no answer within {self.timeout:g}s")
+            return self._failed(f"{self._unanswered_text()}: no answer within {self.timeout:g}s")
         except BucketsError as exc:
             return self._failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - a poll never raises; the error is shown instead
@@ -181,6 +182,15 @@ class BucketsCollector:
             buckets=buckets,
         )
         return self.last
+
+    def _unanswered_text(self) -> str:
+        """What the poll was still waiting for: one URL, or how many detail requests."""
+        waiting = self._unanswered
+        if len(waiting) == 1:
+            return f"{self.cfg.url}{waiting[0]}"
+        if waiting:
+            return f"{self.cfg.url}/status/details ({len(waiting)} requests)"
+        return self.cfg.url
 
     def poll_blocking(self) -> BucketsReport:
         """`poll()` for callers without an event loop (threads, `dtmon status`)."""
@@ -197,6 +207,7 @@ class BucketsCollector:
         async with httpx.AsyncClient(
             base_url=self.cfg.url, timeout=timeout, transport=self._transport, trust_env=False, verify=self._verify
         ) as client:
+            self._unanswered = []
             names = await self._get_json(client, "/status/pipelines")
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise BucketsError(f"{self.cfg.url}/status/pipelines: expected a JSON list of bucket names")
@@ -217,9 +228,11 @@ class BucketsCollector:
 
     async def _get_json(self, client: httpx.AsyncClient, path: str) -> Any:
         url = f"{self.cfg.url}{path}"
-        self._waiting_for = path
+        # Removed only once answered (or failed): a request cancelled by the poll's timeout stays listed.
+        self._unanswered.append(path)
         try:
             response = await client.get(path)
+            self._unanswered.remove(path)
         except httpx.TimeoutException:
             raise BucketsError(f"{url}: no answer within {self.timeout:g}s") from None
         except httpx.ConnectError as exc:
