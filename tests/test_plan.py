@@ -224,6 +224,29 @@ def test_repo_problems_refuse_the_plan(change, words):
     assert plan.steps == ()
 
 
+def test_git_that_cannot_run_refuses_the_plan_with_the_reason(tmp_path, monkeypatch, capsys):
+    from dtmon.actions import gitrepo
+    from dtmon.cli import main
+
+    monkeypatch.setattr(gitrepo, "GIT", str(tmp_path / "no-such-git"))
+    file = tmp_path / "kko-client.yaml"
+    file.write_text("services:\n  replicator:\n    image: x\n")
+    repos = gitrepo.gather([file])
+    assert "git is not installed" in repos[file].error and "no-such-git" in repos[file].error
+    site = SiteConfig("kko", "unix:///s/kko.sock", {"datatrail-client": file})
+    plan = plan_redeploy(Config(None, sites=(site,), deploy=DeployConfig(allow=True)), make_snapshot(), "kko",
+                         "datatrail-client", repos)
+    assert not plan.ok and "git is not installed" in plan.refusal
+
+    # The commands that gather repo states say so too (exit 1), instead of a traceback.
+    config = tmp_path / "config.toml"
+    config.write_text(f'[sites.kko]\ndocker = "unix://{tmp_path}/none.sock"\n[sites.kko.stacks]\n'
+                      f'"datatrail-client" = "{file}"\n[deploy]\naudit = "{tmp_path}/audit.jsonl"\n')
+    assert main(["--config", str(config), "plan", "kko", "datatrail-client"]) == 1
+    assert main(["--config", str(config), "--allow-actions", "redeploy", "kko", "datatrail-client", "--yes"]) == 1
+    assert "REFUSED" in capsys.readouterr().out
+
+
 def test_core_redeploy_refused_when_any_deployed_repo_is_dirty():
     plan = plan_redeploy(make_config(), make_snapshot(), "chime", "datatrail",
                          clean_repos(admin={"dirty": (" M x",)}))

@@ -36,7 +36,7 @@ def git(root: Path | str, *args: str, timeout: float = 60.0, check: bool = True)
     except subprocess.TimeoutExpired:
         raise GitError(f"git {' '.join(args)} timed out after {timeout:g}s") from None
     except FileNotFoundError:
-        raise GitError("git is not installed") from None
+        raise GitError(f"git is not installed ({GIT} not found)") from None
     if check and proc.returncode != 0:
         message = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise GitError(f"git {' '.join(args)}: {message[-1] if message else f'exit {proc.returncode}'}")
@@ -44,7 +44,7 @@ def git(root: Path | str, *args: str, timeout: float = 60.0, check: bool = True)
 
 
 def toplevel(path: Path) -> Path | None:
-    """The repository root holding `path`, or None when it is not in a work tree."""
+    """The repository root holding `path`, or None when it is not in a work tree; GitError when git fails to run."""
     directory = path if path.is_dir() else path.parent
     proc = git(directory, "rev-parse", "--show-toplevel", check=False)
     return Path(proc.stdout.strip()) if proc.returncode == 0 else None
@@ -69,7 +69,10 @@ def fetch(root: Path | str, timeout: float = 60.0) -> None:
 def inspect(file: Path, do_fetch: bool = True, timeout: float = 60.0) -> RepoState:
     """The state of the repo holding `file` (fetched first unless `do_fetch` is false); never raises."""
     file = Path(file)
-    root = toplevel(file)
+    try:
+        root = toplevel(file)
+    except GitError as exc:
+        return RepoState(file=file, error=str(exc))
     if root is None:
         return RepoState(file=file, error=f"{file.parent} is not in a git repository")
     try:
@@ -111,11 +114,16 @@ def _read_state(file: Path, root: Path) -> RepoState:
 
 
 def gather(files: Iterable[Path], do_fetch: bool = True, timeout: float = 60.0) -> dict[Path, RepoState]:
-    """Repo states for every compose file; each repository is fetched once."""
+    """Repo states for every compose file; each repository is fetched once. Never raises: a file whose repo
+    cannot be read (git missing, timed out) gets a state with the error, which refuses the plan."""
     fetched: set[Path] = set()
     states: dict[Path, RepoState] = {}
     for file in dict.fromkeys(Path(f) for f in files):
-        root = toplevel(file)
+        try:
+            root = toplevel(file)
+        except GitError as exc:
+            states[file] = RepoState(file=file, error=str(exc))
+            continue
         first = root is not None and root not in fetched
         states[file] = inspect(file, do_fetch=do_fetch and first, timeout=timeout)
         if root is not None:
