@@ -12,6 +12,7 @@ import pytest
 
 from dtmon.actions import announce
 from dtmon.actions.audit import AuditLog, read, render
+from dtmon.actions.lock import ActionLock, LockError
 
 
 def test_each_record_is_one_line_on_disk_when_append_returns(tmp_path):
@@ -55,6 +56,56 @@ def test_append_fsyncs_the_record_before_it_returns(tmp_path, monkeypatch):
     assert len(synced) == 1
     file, content = synced[0]
     assert file == str(path) and '"id":"f1"' in content  # the record's own file, with the record written
+
+
+def write_config(tmp_path, audit: str, lock: str) -> str:
+    compose = tmp_path / "kko-client.yaml"
+    compose.write_text("services:\n  replicator:\n    image: x\n")
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[sites.kko]\ndocker = "unix://{tmp_path}/none.sock"\n[sites.kko.stacks]\n"datatrail-client" = "{compose}"\n'
+        f'[deploy]\nallow = true\naudit = "{audit}"\nlock = "{lock}"\n'
+    )
+    return str(path)
+
+
+def test_an_audit_log_that_cannot_be_written_ends_the_command_with_one_line(tmp_path, capsys, monkeypatch):
+    from dtmon.actions import cli
+    from dtmon.actions.plan import Plan
+    from dtmon.cli import main
+
+    config = write_config(tmp_path, "/dev/null/audit.jsonl", str(tmp_path / "actions.lock"))
+    # A refused plan is audited: the refusal cannot be, and the command says so.
+    assert main(["--config", config, "restart", "kko", "replicator", "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert err == "dtmon: cannot write the audit log /dev/null/audit.jsonl: Not a directory: /dev/null/audit.jsonl\n"
+    assert main(["--config", config, "audit"]) == 1
+    assert "dtmon: cannot read the audit log /dev/null/audit.jsonl" in capsys.readouterr().err
+    # A plan that may run never starts unaudited.
+    monkeypatch.setattr(cli, "gather_redeploy", lambda *args: Plan("redeploy", "kko", "datatrail-client", steps=()))
+    assert main(["--config", config, "redeploy", "kko", "datatrail-client", "--yes"]) == 1
+    assert capsys.readouterr().err.startswith("dtmon: cannot write the audit log /dev/null/audit.jsonl")
+    assert ActionLock(tmp_path / "actions.lock").acquire("the next one").held  # and the lock was let go
+
+
+def test_a_lock_that_cannot_be_written_ends_the_command_with_one_line(tmp_path, capsys, monkeypatch):
+    from dtmon.actions import cli
+    from dtmon.actions.plan import Plan
+    from dtmon.cli import main
+
+    config = write_config(tmp_path, str(tmp_path / "audit.jsonl"), "/dev/null/actions.lock")
+    monkeypatch.setattr(cli, "gather_redeploy", lambda *args: Plan("redeploy", "kko", "datatrail-client", steps=()))
+    assert main(["--config", config, "redeploy", "kko", "datatrail-client", "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert err == "dtmon: cannot open the action lock /dev/null/actions.lock: Not a directory: /dev/null/actions.lock\n"
+
+    # The holder record cannot be written (a directory is in the way): the flock is let go again.
+    path = tmp_path / "actions.lock"
+    (tmp_path / "actions.lock.json").mkdir()
+    with pytest.raises(LockError, match="cannot write the lock's holder record"):
+        ActionLock(path).acquire("x")
+    (tmp_path / "actions.lock.json").rmdir()
+    assert ActionLock(path).acquire("next").held
 
 
 def test_render_groups_an_action_with_its_steps_and_outcome(tmp_path):

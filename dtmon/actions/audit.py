@@ -11,6 +11,24 @@ from typing import Any
 START, STEP, OUTCOME = "start", "step", "outcome"
 
 
+class AuditError(OSError):
+    """The audit log cannot be written or read; the message names the file and why."""
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError in words, with the file it is about: e.g. "Not a directory: /dev/null/audit.jsonl"."""
+    return f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else (exc.strerror or str(exc))
+
+
+def open_creating(path: Path, flags: int, mode: int) -> int:
+    """os.open(path, flags | O_CREAT), creating missing parent directories first."""
+    try:
+        return os.open(path, flags | os.O_CREAT, mode)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags | os.O_CREAT, mode)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -22,28 +40,35 @@ class AuditLog:
         self.path = Path(path).expanduser()
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one line, flush and fsync it (a crash after this loses nothing of it)."""
+        """Write one line, flush and fsync it (a crash after this loses nothing of it); AuditError if it cannot."""
         record = {"time": now_iso(), **record}
         line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
-            data = line.encode("utf-8")
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = open_creating(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            try:
+                data = line.encode("utf-8")
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit log {self.path}: {os_reason(exc)}") from exc
 
 
 def read(path: Path) -> list[dict[str, Any]]:
-    """Every record of the log, in order; a line that is not JSON becomes {"event": "unreadable", ...}."""
+    """Every record of the log, in order; a line that is not JSON becomes {"event": "unreadable", ...}.
+
+    No file yet is an empty log; a file that cannot be read raises AuditError.
+    """
     records = []
     try:
         text = Path(path).expanduser().read_text(errors="replace")
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise AuditError(f"cannot read the audit log {path}: {os_reason(exc)}") from exc
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

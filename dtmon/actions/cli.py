@@ -130,8 +130,8 @@ def _execute(config: Config, plan: Plan, args: argparse.Namespace, out: TextIO) 
     try:
         result = run_plan(config, plan, on_update=_progress(out), wait_timeout=args.wait_timeout)
     except LockHeld as exc:
-        audit_refusal(config, plan, str(exc))
         print(f"dtmon: refused: {exc}", file=sys.stderr)
+        audit_refusal(config, plan, str(exc))
         return EXIT_REFUSED
     if result.outcome == "done":
         out.write(f"{plan.title}: done\n")
@@ -146,9 +146,19 @@ def _execute(config: Config, plan: Plan, args: argparse.Namespace, out: TextIO) 
 
 def run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO | None = None,
         out: TextIO | None = None) -> int:
-    """Run one action subcommand; returns the exit code."""
-    stdin = stdin or sys.stdin
-    out = out or sys.stdout
+    """Run one action subcommand; returns the exit code.
+
+    An audit log or lock that cannot be written ends it with one line naming the file (exit 1): nothing
+    runs unaudited, and the steps already shown say how far it got.
+    """
+    try:
+        return _run(command, config, args, stdin or sys.stdin, out or sys.stdout)
+    except OSError as exc:
+        print(f"dtmon: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+def _run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     if command == "audit":
         from .audit import read, render
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import Config
+from .audit import open_creating, os_reason
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class LockHeld(Exception):
         self.path = path
         who = holder.describe() if holder else "another process (no record of who)"
         super().__init__(f"another action is running: {who} [lock {path}]")
+
+
+class LockError(OSError):
+    """The lock file (or its holder record) cannot be written; the message names the file and why."""
 
 
 def who() -> tuple[str, str]:
@@ -76,8 +81,10 @@ class ActionLock:
         """Take the lock without waiting; raises LockHeld naming the holder."""
         if self._fd is not None:
             raise RuntimeError("lock already acquired by this object")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = open_creating(self.path, os.O_RDWR | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise LockError(f"cannot open the action lock {self.path}: {os_reason(exc)}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -88,8 +95,12 @@ class ActionLock:
         holder = Holder(user, host, os.getpid(), datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         what if what is not None else self.what)
         tmp = self.record.with_name(self.record.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(holder)) + "\n")
-        os.replace(tmp, self.record)
+        try:
+            tmp.write_text(json.dumps(asdict(holder)) + "\n")
+            os.replace(tmp, self.record)
+        except OSError as exc:
+            self.release()  # nobody could be told who holds it: do not hold it
+            raise LockError(f"cannot write the lock's holder record {self.record}: {os_reason(exc)}") from exc
         return self
 
     def release(self) -> None:
@@ -98,6 +109,8 @@ class ActionLock:
             return
         try:
             self.record.unlink(missing_ok=True)
+        except OSError:
+            pass  # a stale record misleads nobody: the next comer probes the flock, not the record
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
