@@ -108,6 +108,115 @@ def test_a_lock_that_cannot_be_written_ends_the_command_with_one_line(tmp_path, 
     assert ActionLock(path).acquire("next").held
 
 
+def failed_then_interrupted(log: AuditLog, interrupted_outcome: bool) -> None:
+    request = {"action": "redeploy", "site": "kko", "target": "datatrail-client"}
+    plan = ["docker stack rm datatrail-client", "wait until gone", "docker stack deploy", "wait until running"]
+    log.append({"event": "start", "id": "old", **request, "plan": plan})
+    log.append({"event": "step", "id": "old", "number": 1, "status": "done"})
+    log.append({"event": "step", "id": "old", "number": 2, "status": "done"})
+    log.append({"event": "step", "id": "old", "number": 3, "status": "failed"})
+    log.append({"event": "outcome", "id": "old", **request, "outcome": "failed", "failed_step": 3,
+                "resume_key": ["deploy", "kko", "datatrail-client", None], "resume_title": "deploy"})
+    log.append({"event": "start", "id": "new", **request, "plan": plan})
+    log.append({"event": "step", "id": "new", "number": 1, "status": "done"})
+    if interrupted_outcome:
+        log.append({"event": "step", "id": "new", "number": 2, "status": "interrupted"})
+        log.append({"event": "outcome", "id": "new", **request, "outcome": "interrupted", "failed_step": 2,
+                    "resume_key": None})
+    # A refusal after it (say, the lock was held) is no run: it changes nothing.
+    log.append({"event": "outcome", "id": "refused", **request, "outcome": "refused", "reason": "lock held"})
+
+
+@pytest.mark.parametrize("interrupted_outcome", [False, True], ids=["killed", "ctrl-c"])
+def test_resume_is_refused_when_the_latest_run_was_interrupted(tmp_path, capsys, interrupted_outcome):
+    from dtmon.cli import main
+
+    config = write_config(tmp_path, str(tmp_path / "audit.jsonl"), str(tmp_path / "actions.lock"))
+    failed_then_interrupted(AuditLog(tmp_path / "audit.jsonl"), interrupted_outcome)
+    # The older failed run's point (step 3, the deploy) would skip the removal the newer run may have half done.
+    assert main(["--config", config, "redeploy", "kko", "datatrail-client", "--resume", "--yes"]) == 1
+    captured = capsys.readouterr()
+    assert "the last run of this redeploy was interrupted" in captured.err
+    assert "at step 2 (wait until gone)" in captured.err and "without --resume, which converges" in captured.err
+    assert "resuming from" not in captured.out
+
+
+def test_resume_picks_the_latest_run_when_it_failed(tmp_path):
+    from dtmon.actions.execute import last_failure
+    from dtmon.config import Config, DeployConfig
+
+    config = Config(None, deploy=DeployConfig(allow=True, audit=tmp_path / "audit.jsonl"))
+    assert last_failure(config, "redeploy", "kko", "datatrail-client") is None
+    log = AuditLog(tmp_path / "audit.jsonl")
+    failed_then_interrupted(log, interrupted_outcome=True)
+    request = {"action": "redeploy", "site": "kko", "target": "datatrail-client"}
+    log.append({"event": "start", "id": "newest", **request, "plan": ["x"]})
+    log.append({"event": "outcome", "id": "newest", **request, "outcome": "stopped", "resume_key": ["wait-gone"]})
+    assert last_failure(config, "redeploy", "kko", "datatrail-client")["id"] == "newest"
+    log.append({"event": "start", "id": "done", **request, "plan": ["x"]})
+    log.append({"event": "outcome", "id": "done", **request, "outcome": "done"})
+    assert last_failure(config, "redeploy", "kko", "datatrail-client") is None
+
+
+INTERRUPTED_RUN = """
+import sys
+from dtmon.actions import cli
+from dtmon.actions.plan import ANNOUNCE, Plan, Step
+from dtmon.cli import main
+
+config, url = sys.argv[1], sys.argv[2]
+announce = Step(ANNOUNCE, "announce", f"POST {url}", "kko", "datatrail-client", payload="{}", url=url)
+cli.gather_redeploy = lambda *args: Plan("redeploy", "kko", "datatrail-client", steps=(announce, announce))
+sys.exit(main(["--config", config, "redeploy", "kko", "datatrail-client", "--yes"]))
+"""
+
+
+def test_ctrl_c_during_a_run_is_audited_exits_130_and_lets_the_lock_go(tmp_path):
+    import signal
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    release = threading.Event()
+
+    class Hanging(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            release.wait(30)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hanging)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = write_config(tmp_path, str(tmp_path / "audit.jsonl"), str(tmp_path / "actions.lock"))
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN, config, url], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not (lines and lines[-1].startswith("[1] announce")):
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        out = "".join(lines) + proc.stdout.read()
+        assert proc.wait(timeout=20) == 130, out
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.shutdown()
+    assert "Traceback" not in out and "interrupted at step 1" in out and "without --resume" in out
+    records = read(tmp_path / "audit.jsonl")
+    assert [(r["event"], r.get("status") or r.get("outcome")) for r in records] == [
+        ("start", None), ("step", "interrupted"), ("outcome", "interrupted")
+    ]
+    assert records[-1]["failed_step"] == 1 and records[-1]["resume_key"] is None
+    assert ActionLock(tmp_path / "actions.lock").acquire("the next one").held
+
+
 def test_render_groups_an_action_with_its_steps_and_outcome(tmp_path):
     log = AuditLog(tmp_path / "audit.jsonl")
     log.append({"event": "start", "id": "x", "user": "bob", "host": "ops", "title": "redeploy datatrail-client at kko",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the parser is built on every run (status too): import the p
     from .plan import Plan
 
 EXIT_OK, EXIT_REFUSED, EXIT_READ_ONLY = 0, 1, 2
+EXIT_INTERRUPTED = 130  #: Ctrl-C, as a shell reports SIGINT
 
 READ_ONLY = (
     "dtmon: actions are disabled (read-only mode): set `allow = true` in [deploy] of the config, "
@@ -54,7 +55,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     redeploy.add_argument("--dry-run", action="store_true", help="print the plan and exit (as `dtmon plan`)")
     redeploy.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     redeploy.add_argument("--resume", action="store_true",
-                          help="continue the last failed run of this redeploy from its failed step (fresh plan)")
+                          help="continue the last failed run of this redeploy from its failed step (fresh plan); "
+                          "refused when the last run was interrupted")
     redeploy.add_argument("--wait-timeout", type=float, default=300.0, metavar="S",
                           help="seconds each wait step may take (300)")
     common(redeploy)
@@ -109,22 +111,22 @@ def _confirm(plan: Plan, stdin: TextIO, out: TextIO) -> bool:
 
 
 def _progress(out: TextIO):
-    from .execute import DONE, FAILED, RUNNING, StepRun
+    from .execute import DONE, FAILED, INTERRUPTED, RUNNING, StepRun
 
     def show(run: StepRun) -> None:
         if run.status == RUNNING and run.started and not run.note:
             out.write(f"[{run.index + 1}] {run.step.title} ...\n")
         elif run.status == DONE:
             out.write(f"[{run.index + 1}] done in {run.duration or 0:.1f}s" + (f": {run.note}" if run.note else "") + "\n")
-        elif run.status == FAILED:
-            out.write(f"[{run.index + 1}] FAILED after {run.duration or 0:.1f}s: {run.error}\n")
+        elif run.status in (FAILED, INTERRUPTED):
+            out.write(f"[{run.index + 1}] {run.status.upper()} after {run.duration or 0:.1f}s: {run.error}\n")
         out.flush()
 
     return show
 
 
 def _execute(config: Config, plan: Plan, args: argparse.Namespace, out: TextIO) -> int:
-    from .execute import audit_refusal, run_plan
+    from .execute import Interrupted, audit_refusal, run_plan
     from .lock import LockHeld
 
     try:
@@ -133,6 +135,15 @@ def _execute(config: Config, plan: Plan, args: argparse.Namespace, out: TextIO) 
         print(f"dtmon: refused: {exc}", file=sys.stderr)
         audit_refusal(config, plan, str(exc))
         return EXIT_REFUSED
+    except Interrupted as exc:  # audited by the executor; the lock is already released
+        result = exc.result
+        step = f" at step {result.failed_index + 1}" if result.failed_index is not None else ""
+        out.write(f"{plan.title}: interrupted{step}\nleft behind:\n")
+        for where, state in result.states.items():
+            out.write(f"  {where}: {state}\n")
+        if plan.action == "redeploy":
+            out.write(f"run it again (without --resume), which converges: dtmon redeploy {plan.site} {plan.target}\n")
+        return EXIT_INTERRUPTED
     if result.outcome == "done":
         out.write(f"{plan.title}: done\n")
         return EXIT_OK
@@ -156,6 +167,9 @@ def run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO | 
     except OSError as exc:
         print(f"dtmon: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except KeyboardInterrupt:  # before or after a run (a run itself reports its interruption)
+        print("dtmon: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
@@ -174,7 +188,7 @@ def _run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO, 
             out.write(render(records, last=args.last) + "\n")
         return EXIT_OK
 
-    from .execute import audit_refusal, last_failure
+    from .execute import CannotResume, audit_refusal, last_failure
 
     if command == "plan" or (command == "redeploy" and args.dry_run):
         plan = gather_redeploy(config, args.site, args.stack)
@@ -195,13 +209,19 @@ def _run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO, 
     else:
         from .plan import resume_plan
 
-        plan = gather_redeploy(config, args.site, args.stack)
-        if args.resume:
-            failure = last_failure(config, "redeploy", args.site, args.stack)
+        failure = None
+        if args.resume:  # from the audit log, before anything is fetched
+            try:
+                failure = last_failure(config, "redeploy", args.site, args.stack)
+            except CannotResume as exc:
+                print(f"dtmon: cannot resume: {exc}", file=sys.stderr)
+                return EXIT_REFUSED
             if failure is None:
                 print(f"dtmon: nothing to resume: the last redeploy of {args.stack} at {args.site} did not fail",
                       file=sys.stderr)
                 return EXIT_REFUSED
+        plan = gather_redeploy(config, args.site, args.stack)
+        if failure is not None:
             out.write(f"resuming from: {failure.get('resume_title')}\n")
             plan = resume_plan(plan, tuple(failure["resume_key"]))
     out.write(plan.text() + "\n")

@@ -33,10 +33,23 @@ from .plan import (
 )
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+INTERRUPTED = "interrupted"  #: a step, and the run, cut short by Ctrl-C: the step's effect is unknown
 
 
 class StepFailed(Exception):
     """A step that did not succeed; the message is shown to the operator and audited."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, raised again once the interruption is audited; `result` says where it stopped."""
+
+    def __init__(self, result: "RunResult") -> None:
+        super().__init__()
+        self.result = result
+
+
+class CannotResume(Exception):
+    """The latest run of a request was interrupted, so there is no known point to resume from."""
 
 
 def docker_binary() -> str:
@@ -70,7 +83,7 @@ class RunResult:
     action_id: str
     plan: Plan
     runs: list[StepRun]
-    outcome: str  #: done, failed or stopped
+    outcome: str  #: done, failed, stopped or interrupted
     failed_index: int | None = None
     states: dict[str, str] = field(default_factory=dict)
 
@@ -329,6 +342,7 @@ class Executor:
         failed_index: int | None = None
         outcome = "done"
         done = 0
+        interrupted = False
         try:
             for run in self.runs:
                 if self.stop.is_set():
@@ -346,33 +360,27 @@ class Executor:
 
                     run.status, run.error = FAILED, describe_error(exc)
                 run.ended = time.time()
-                self.audit.append(
-                    {
-                        "event": STEP,
-                        "id": self.action_id,
-                        "number": run.index + 1,
-                        "kind": run.step.kind,
-                        "site": run.step.site,
-                        "stack": run.step.stack,
-                        "command": run.step.command,
-                        "commit": run.step.commit,
-                        "status": run.status,
-                        "started": run.started,
-                        "duration_s": round(run.ended - run.started, 3),
-                        "output": run.note,
-                        "error": run.error,
-                    }
-                )
+                self._audit_step(run)
                 self._notify(run)
                 if run.status == FAILED:
                     failed_index, outcome = run.index, "failed"
                     break
                 done += 1
+        except KeyboardInterrupt:
+            # Ctrl-C (SIGINT reaches the step's command too): the step may be half done, so this run
+            # offers no resume point; running the redeploy again converges.
+            interrupted, outcome = True, INTERRUPTED
+            cut = next((run for run in self.runs if run.status == RUNNING), None)
+            if cut is not None:
+                cut.status, cut.error, cut.ended = INTERRUPTED, "interrupted (Ctrl-C)", time.time()
+                failed_index = cut.index
+                self._audit_step(cut)
+                self._notify(cut)
         finally:
             self._close()
-        states = left_states(plan, done, failed_index)
+        states = left_states(plan, done, failed_index, "was interrupted" if interrupted else "failed")
         resume_index = failed_index if failed_index is not None else (done if done < len(plan.steps) else None)
-        resume = plan.steps[resume_index] if resume_index is not None else None
+        resume = plan.steps[resume_index] if resume_index is not None and not interrupted else None
         self.audit.append(
             {
                 "event": OUTCOME,
@@ -388,7 +396,29 @@ class Executor:
                 "states": states if outcome != "done" else {},
             }
         )
-        return RunResult(self.action_id, plan, self.runs, outcome, failed_index, states)
+        result = RunResult(self.action_id, plan, self.runs, outcome, failed_index, states)
+        if interrupted:
+            raise Interrupted(result)
+        return result
+
+    def _audit_step(self, run: StepRun) -> None:
+        self.audit.append(
+            {
+                "event": STEP,
+                "id": self.action_id,
+                "number": run.index + 1,
+                "kind": run.step.kind,
+                "site": run.step.site,
+                "stack": run.step.stack,
+                "command": run.step.command,
+                "commit": run.step.commit,
+                "status": run.status,
+                "started": run.started,
+                "duration_s": round((run.ended or time.time()) - (run.started or time.time()), 3),
+                "output": run.note,
+                "error": run.error,
+            }
+        )
 
 
 def run_plan(config: Config, plan: Plan, **kwargs: Any) -> RunResult:
@@ -421,19 +451,36 @@ def audit_refusal(config: Config, plan: Plan, reason: str, audit: AuditLog | Non
 
 
 def last_failure(config: Config, action: str, site: str, target: str) -> dict[str, Any] | None:
-    """The outcome record of the latest run of this request, when that run failed (for --resume)."""
+    """Where --resume starts: the outcome record of the latest run of this request, when it failed or stopped.
+
+    None when the latest run succeeded (or there was none). Raises CannotResume when the latest run was
+    interrupted: Ctrl-C, or killed or crashed with no outcome recorded at all.
+    """
     from .audit import read
 
-    latest = None
-    for record in read(config.deploy.audit):
-        if (
-            record.get("event") == OUTCOME
-            and record.get("action") == action
-            and record.get("site") == site
-            and record.get("target") == target
-            and record.get("outcome") != "refused"
-        ):
-            latest = record
-    if latest and latest.get("outcome") in ("failed", "stopped") and latest.get("resume_key"):
-        return latest
+    records = read(config.deploy.audit)
+    starts = [
+        r
+        for r in records
+        if r.get("event") == START and r.get("action") == action and r.get("site") == site and r.get("target") == target
+    ]
+    if not starts:
+        return None
+    latest = starts[-1]
+    mine = [r for r in records if r.get("id") == latest.get("id") and r is not latest]
+    outcome = next((r for r in mine if r.get("event") == OUTCOME), None)
+    if outcome is None or outcome.get("outcome") == INTERRUPTED:
+        if outcome is not None and outcome.get("failed_step"):
+            number = int(outcome["failed_step"])
+        else:  # steps are audited as they end: the first one without a record was running
+            number = sum(1 for r in mine if r.get("event") == STEP and r.get("status") == DONE) + 1
+        plan = latest.get("plan") or []
+        step = f" ({plan[number - 1]})" if 0 < number <= len(plan) else ""
+        how = "interrupted" if outcome is not None else "interrupted (no outcome recorded: killed or crashed)"
+        raise CannotResume(
+            f"the last run of this {action} was {how} at step {number}{step}; "
+            f"run it again without --resume, which converges"
+        )
+    if outcome.get("outcome") in ("failed", "stopped") and outcome.get("resume_key"):
+        return outcome
     return None

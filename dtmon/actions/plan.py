@@ -468,8 +468,8 @@ _LEFT = {
 }
 
 
-def left_states(plan: Plan, done: int, failed: int | None) -> dict[str, str]:
-    """What state each stack is left in when steps [0, done) succeeded and step `failed` (if any) failed."""
+def left_states(plan: Plan, done: int, failed: int | None, how: str = "failed") -> dict[str, str]:
+    """What state each stack is left in when steps [0, done) succeeded and step `failed` (if any) `how`."""
     states: dict[str, str] = {}
     for site, stack in stacks_touched(plan):
         states[f"{stack}@{site}"] = "untouched (as it was)"
@@ -483,7 +483,7 @@ def left_states(plan: Plan, done: int, failed: int | None) -> dict[str, str]:
         step = plan.steps[failed]
         if step.site and step.stack:
             key = f"{step.stack}@{step.site}"
-            states[key] = f"{states.get(key, 'untouched')}; then {step.title} failed"
+            states[key] = f"{states.get(key, 'untouched')}; then {step.title} {how}"
     return states
 
 
