@@ -430,7 +430,10 @@ def run_plan(config: Config, plan: Plan, **kwargs: Any) -> RunResult:
 
 
 def audit_refusal(config: Config, plan: Plan, reason: str, audit: AuditLog | None = None) -> None:
-    """Record an action that was asked for and refused (plan refused, lock held, read-only)."""
+    """Record an action that was asked for and refused (plan refused, lock held).
+
+    Read-only mode is not audited: there, actions are not offered at all, so nothing was refused by a guard.
+    """
     user, host = who()
     (audit or AuditLog(config.deploy.audit)).append(
         {
