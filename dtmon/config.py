@@ -295,6 +295,10 @@ def parse_compose(path: Path) -> dict[str, int]:
             replicas = 1
         else:
             replicas = deploy.get("replicas", 1)
+            if isinstance(replicas, str) and replicas.strip().isdigit():  # what interpolation yields, e.g. "2"
+                replicas = int(replicas)
+            elif isinstance(replicas, str) and "$" in replicas:  # ${N}: known only to `docker stack deploy`
+                replicas = 1
             if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
                 raise ValueError(
                     f"services.{name}.deploy.replicas: expected a whole number of replicas (0 or more), got {replicas!r}"

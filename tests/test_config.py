@@ -84,6 +84,16 @@ def test_integers_fill_number_fields_and_zero_replicas_is_kept(tree):
     assert config.site("chime").compose_services["datatrail"] == {"idle": 0}
 
 
+def test_compose_replicas_as_docker_stack_deploy_reads_them(tree):
+    """A quoted count is a count (the docker CLI casts it); an interpolated one is unknown until deploy: 1."""
+    (tree / "stacks" / "vars.yaml").write_text(
+        'services:\n  quoted:\n    deploy:\n      replicas: "2"\n'
+        '  interpolated:\n    deploy:\n      replicas: ${STAGERS:-3}\n'
+    )
+    path = write(tree, '[sites.chime]\ndocker = "unix:///x.sock"\n[sites.chime.stacks]\ndatatrail = "stacks/vars.yaml"\n')
+    assert load(path).site("chime").compose_services["datatrail"] == {"quoted": 2, "interpolated": 1}
+
+
 def test_compose_path_expands_home_and_variables(tree, monkeypatch):
     monkeypatch.setenv("DT_STACKS", str(tree / "stacks"))
     path = write(tree, '[sites.chime]\ndocker = "unix:///x.sock"\n[sites.chime.stacks]\n'
@@ -156,8 +166,8 @@ def test_bad_config_message_names_file_key_and_expectation(tree, text, expected)
         ("services:\n  server:\n\timage: x\n", "not valid YAML (line 3, column 1): found character '\\t'"),
         ("services: {}\n", "expected a compose file with a non-empty `services` mapping"),
         ("- just\n- a list\n", "expected a compose file with a non-empty `services` mapping"),
-        ('services:\n  server:\n    deploy:\n      replicas: "2"\n',
-         "services.server.deploy.replicas: expected a whole number of replicas (0 or more), got '2'"),
+        ('services:\n  server:\n    deploy:\n      replicas: "two"\n',
+         "services.server.deploy.replicas: expected a whole number of replicas (0 or more), got 'two'"),
         ("services:\n  server:\n    deploy:\n      replicas: -3\n",
          "services.server.deploy.replicas: expected a whole number of replicas (0 or more), got -3"),
         ("services:\n  server:\n    deploy:\n      replicas: 1.5\n", "got 1.5"),
