@@ -171,6 +171,11 @@ def test_restart_replaces_every_task(ctx, capsys):
     after = services(kko)["datatrail-client_replicator"]
     assert after["ID"] == service["ID"]  # the same service, updated in place
     assert after["Spec"]["TaskTemplate"]["ForceUpdate"] == force_before + 1
+    # Nothing else of the spec changed: networks, labels, mode, update and endpoint settings all kept.
+    expected = json.loads(json.dumps(service["Spec"]))
+    expected["TaskTemplate"]["ForceUpdate"] = force_before + 1
+    assert after["Spec"] == expected
+    assert after["Spec"]["TaskTemplate"]["Networks"]
     assert after["UpdateStatus"]["State"] == "completed"
     running = {t["ID"] for t in kko.tasks("datatrail-client_replicator") if t["Status"]["State"] == "running"}
     assert len(running) == 2 and not running & old_tasks
@@ -497,6 +502,34 @@ def test_restart_is_refused_while_the_service_is_updating(ctx):
         assert spec_now["ForceUpdate"] == 1  # the refused restart changed nothing
         with pytest.raises(restart.RestartError, match="now named"):
             restart.force_update(client, created["ID"], "another-name")
+    finally:
+        client.remove_service(created["ID"])
+        client.close()
+
+
+def test_restart_keeps_networks_given_in_the_deprecated_top_level_field(ctx):
+    import docker
+
+    from dtmon.actions import restart
+
+    kko = ctx.engines["kko"]
+    created = kko.api("POST", "/services/create", {
+        "Name": "legacy-networks",
+        "TaskTemplate": {"ContainerSpec": {"Image": "dtmon-test/busybox:latest", "Command": ["sleep", "86400"],
+                                           "StopGracePeriod": 1_000_000_000}},
+        "Mode": {"Replicated": {"Replicas": 1}},
+        "Networks": [{"Target": "host"}],  # where clients before API 1.25 put them
+    })
+    client = docker.APIClient(base_url=kko.url, version="auto", timeout=30)
+    try:
+        kko.wait_converged({"legacy-networks": (1, 1)})
+        before = client.inspect_service(created["ID"])["Spec"]
+        assert before.get("Networks") and not before["TaskTemplate"].get("Networks")
+        assert restart.force_update(client, created["ID"], "legacy-networks") == 1
+        after = client.inspect_service(created["ID"])["Spec"]
+        kept = after["TaskTemplate"].get("Networks") or after.get("Networks")
+        assert kept == before["Networks"]
+        assert after["TaskTemplate"]["ForceUpdate"] == 1
     finally:
         client.remove_service(created["ID"])
         client.close()

@@ -38,6 +38,10 @@ def force_update(client: Any, service_id: str, name: str | None = None) -> int:
     template = dict(spec.get("TaskTemplate") or {})
     force = int(template.get("ForceUpdate") or 0) + 1
     template["ForceUpdate"] = force
+    # docker-py sends only what it is given (fetch_current_spec is off, so the version checked above is the
+    # spec sent): every part of the inspected spec goes back. Networks still in the deprecated top-level
+    # field move into the task template, as `docker service update` does; left out, they would be dropped.
+    networks = template.get("Networks") or spec.get("Networks")
     client.update_service(
         service["ID"],
         version=service["Version"]["Index"],
@@ -47,6 +51,7 @@ def force_update(client: Any, service_id: str, name: str | None = None) -> int:
         mode=spec.get("Mode"),
         update_config=spec.get("UpdateConfig"),
         rollback_config=spec.get("RollbackConfig"),
+        networks=networks,
         endpoint_spec=spec.get("EndpointSpec"),
     )
     return force
