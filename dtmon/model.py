@@ -56,6 +56,7 @@ class ServiceStatus:
     expected: bool = True  #: named by the stack's compose file
     id: str | None = None  #: swarm service id (None when missing)
     update_message: str | None = None  #: the engine's word on a running or paused update
+    update_paused: bool = False  #: the update (or its rollback) stopped and waits for someone to act
 
     @property
     def key(self) -> str:

@@ -298,6 +298,10 @@ def test_restart_plan_and_its_guards():
     snap = replace(snap, sites=(snap.sites[0], updating, snap.sites[2]))
     refused = plan_restart(config, snap, "kko", "datatrail-client_worker")
     assert not refused.ok and "already updating" in refused.refusal
+    paused = replace(updating.stacks[0].services[0], update_paused=True, update_message="update paused: task failed")
+    snap = replace(snap, sites=(snap.sites[0], replace(updating, stacks=(StackStatus("datatrail-client", (paused,)),)),
+                                snap.sites[2]))
+    assert plan_restart(config, snap, "kko", "datatrail-client_worker").ok  # --force is how a paused update ends
     gone = plan_restart(config, make_snapshot(missing=(("kko", "datatrail-client"),)), "kko", "datatrail-client_worker")
     assert not gone.ok and "not deployed" in gone.refusal
     assert "unreachable" in plan_restart(config, make_snapshot(unreachable=("kko",)), "kko", "worker").refusal

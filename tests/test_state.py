@@ -195,7 +195,7 @@ def test_a_paused_update_is_a_problem_that_says_why():
     services = [engine_service("datatrail-client", "replicator", 1, 1, update={"State": "paused", "Message": message})]
     tasks = [engine_task("id-datatrail-client-replicator", "failed", timedelta(seconds=30), "task: non-zero exit (1)")]
     (replicator,) = build_stacks(cfg, services, tasks, NOW)[0].services
-    assert replicator.state == UPDATING and replicator.is_problem
+    assert replicator.state == UPDATING and replicator.is_problem and replicator.update_paused
     assert replicator.problem_text() == (
         f"chime datatrail-client_replicator: updating 1/1: update paused: {message}; task: non-zero exit (1)"
     )

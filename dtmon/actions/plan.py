@@ -405,7 +405,7 @@ def plan_restart(config: Config, snapshot: Snapshot, site: str, service: str) ->
     base = replace(base, target=found.name)
     if found.id is None or found.state == MISSING:
         return replace(base, refusal=f"{found.name} is not deployed at {site}")
-    if found.state == UPDATING:
+    if found.state == UPDATING and not found.update_paused:  # a paused update is what --force gets out of
         return replace(base, refusal=f"{found.name} is already updating ({found.update_message or 'update in progress'})")
     argv = (*docker_argv(site_cfg), "service", "update", "--force", found.name)
     steps = (

@@ -211,6 +211,7 @@ def _service_row(site: str, stack: str, svc: dict[str, Any], tasks: list[dict[st
         failed_recent=failed_recent,
         id=svc.get("ID"),
         update_message=update_message,
+        update_paused=update_state in ("paused", "rollback_paused"),
     )
 
 
