@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -31,6 +30,7 @@ import httpx
 
 from ..config import BucketsConfig, Config
 from ..model import RUNNING, STATE_RANK, BucketsReport, BucketStatus, SiteStatus
+from .background import in_background
 
 #: Detail requests in flight at once.
 CONCURRENCY = 8
@@ -256,22 +256,9 @@ def start_poll(config: Config) -> Callable[[float], BucketsReport | None]:
     if config.buckets is None:
         return lambda _seconds: None
     collector = BucketsCollector(config.buckets, config.timeout)
-    result: list[BucketsReport] = []
-
-    def run() -> None:
-        try:
-            report = collector.poll_blocking()
-        except Exception as exc:  # noqa: BLE001 - a bug must read as a failed poll, not as a timeout
-            report = collector._failed(f"{collector.cfg.url}: poll failed: {type(exc).__name__}: {exc}")
-        result.append(report)
-
-    thread = threading.Thread(target=run, daemon=True, name="poll-buckets")
-    thread.start()
-
-    def wait(seconds: float) -> BucketsReport:
-        thread.join(max(0.0, seconds))
-        if result:
-            return result[0]
-        return replace(collector.last, error=f"{collector.cfg.url}: no answer within {config.timeout:g}s")
-
-    return wait
+    return in_background(
+        collector.poll_blocking,
+        failed=lambda message: collector._failed(f"{collector.cfg.url}: {message}"),
+        late=lambda: replace(collector.last, error=f"{collector.cfg.url}: no answer within {config.timeout:g}s"),
+        name="poll-buckets",
+    )

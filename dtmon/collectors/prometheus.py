@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import Config, PrometheusConfig
 from ..model import PROGRESS_KINDS, FeedCheck, Progress, ProgressReport
+from .background import in_background
 
 #: A push older than this (seconds) is a problem by default (`[prometheus] max_push_age`): three missed
 #: pushes of metric_pusher's 5-minute period.
@@ -412,22 +413,10 @@ def start_poll(config: Config) -> Callable[[float], ProgressReport | None]:
     if config.prometheus is None:
         return lambda remaining: None
     collector = PrometheusCollector(config.prometheus, config.timeout, site_order=[s.name for s in config.sites])
-    result: list[ProgressReport] = []
-
-    def run() -> None:
-        try:
-            report = collector.poll()
-        except Exception as exc:  # noqa: BLE001 - a bug must read as a failed poll, not as a timeout
-            report = collector._failed(f"poll failed: {type(exc).__name__}: {exc}")
-        result.append(report)
-
-    thread = threading.Thread(target=run, daemon=True, name="poll-prometheus")
-    thread.start()
-
-    def wait(remaining: float) -> ProgressReport:
-        thread.join(max(0.0, remaining))
-        if result:
-            return result[0]
-        return replace(collector.last, reachable=False, error=f"{collector.config.url}: timed out after {config.timeout:g}s")
-
-    return wait
+    return in_background(
+        collector.poll,
+        failed=collector._failed,
+        late=lambda: replace(collector.last, reachable=False,
+                             error=f"{collector.config.url}: timed out after {config.timeout:g}s"),
+        name="poll-prometheus",
+    )
