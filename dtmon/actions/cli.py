@@ -125,6 +125,13 @@ def _progress(out: TextIO):
     return show
 
 
+def _left_behind(out: TextIO, headline: str, states: dict[str, str]) -> None:
+    """How a run ended and the state it left each stack in."""
+    out.write(f"{headline}\nleft behind:\n")
+    for where, state in states.items():
+        out.write(f"  {where}: {state}\n")
+
+
 def _execute(config: Config, plan: Plan, args: argparse.Namespace, out: TextIO) -> int:
     from .execute import Interrupted, audit_refusal, run_plan
     from .lock import LockHeld
@@ -138,18 +145,14 @@ def _execute(config: Config, plan: Plan, args: argparse.Namespace, out: TextIO) 
     except Interrupted as exc:  # audited by the executor; the lock is already released
         result = exc.result
         step = f" at step {result.failed_index + 1}" if result.failed_index is not None else ""
-        out.write(f"{plan.title}: interrupted{step}\nleft behind:\n")
-        for where, state in result.states.items():
-            out.write(f"  {where}: {state}\n")
+        _left_behind(out, f"{plan.title}: interrupted{step}", result.states)
         if plan.action == "redeploy":
             out.write(f"run it again (without --resume), which converges: dtmon redeploy {plan.site} {plan.target}\n")
         return EXIT_INTERRUPTED
     if result.outcome == "done":
         out.write(f"{plan.title}: done\n")
         return EXIT_OK
-    out.write(f"{plan.title}: {result.outcome}\nleft behind:\n")
-    for where, state in result.states.items():
-        out.write(f"  {where}: {state}\n")
+    _left_behind(out, f"{plan.title}: {result.outcome}", result.states)
     if plan.action == "redeploy":
         out.write(f"resume with: dtmon redeploy {plan.site} {plan.target} --resume\n")
     return EXIT_REFUSED
