@@ -21,19 +21,13 @@ Figures:
 from __future__ import annotations
 
 import argparse
-import errno
-import fcntl
 import json
 import os
-import pty
-import select
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from engines import DOCKER_CLI, missing_requirements, start_all, stop_all, write_config  # noqa: E402
+from ptyterm import PtyTerminal  # noqa: E402
 from testworld import COMPOSE, deploy_world  # noqa: E402
 
 from dtmon.collectors.swarm import SwarmCollector  # noqa: E402
@@ -94,47 +89,13 @@ def count_requests(fn: Callable[[], object]) -> int:
     return sent
 
 
-def tui_bytes(cmd: list[str], seconds: float, settle: float = 5.0, size: tuple[int, int] = (40, 120)) -> tuple[int, int]:
-    """(bytes in the first `settle` seconds, bytes per minute after) written by a TUI in a pty."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the dashboard on a terminal of the given size
-        os.environ["TERM"] = "xterm-256color"
-        os.environ.pop("TEXTUAL", None)
-        os.execvp(cmd[0], cmd)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-    start = time.monotonic()
-    first = later = 0
-    try:
-        while (now := time.monotonic()) < start + settle + seconds:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError as exc:
-                if exc.errno == errno.EIO:  # the child is gone
-                    raise SystemExit(f"bench: {' '.join(cmd)} exited early") from exc
-                raise
-            if now < start + settle:
-                first += len(chunk)
-            else:
-                later += len(chunk)
-    finally:
-        os.write(fd, b"q")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    os.read(fd, 65536)
-                except OSError:
-                    break
-            if os.waitpid(pid, os.WNOHANG) != (0, 0):
-                break
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        os.close(fd)
+def tui_bytes(cmd: list[str], seconds: float, settle: float = 5.0) -> tuple[int, int]:
+    """(bytes in the first `settle` seconds, bytes per minute after) written by the dashboard at 120x40."""
+    with PtyTerminal(cmd, lines=40, columns=120) as term:
+        first = len(term.read_for(settle))
+        later = len(term.read_for(seconds))
+        os.write(term.fd, b"q")  # quit as an operator does; leaving the block ends it either way
+        term.read_for(2.0)
     return first, round(later * 60 / seconds)
 
 

@@ -499,76 +499,41 @@ def test_a_server_that_is_not_prometheus_is_one_problem(status: int, body: bytes
     assert report.problems() == [f"prometheus: unreachable: {url}: {error}"]
 
 
-def _read_for(fd: int, seconds: float) -> int:
-    import select
-
-    total, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        if ready:
-            try:
-                total += len(os.read(fd, 65536))
-            except OSError:
-                break
-    return total
-
-
 def test_progress_pane_at_rest_writes_next_to_nothing(prom: PromServer, tmp_path: Path) -> None:
     """Terminal output is what an SSH link pays for: polls of unchanged numbers must not repaint the pane.
 
     The real `dtmon` runs in a 120x40 pseudo-terminal (progress under the services) polling every half second.
     """
-    import fcntl
-    import pty
-    import signal
-    import struct
-    import termios
+    from ptyterm import PtyTerminal, visible
 
     lines = ["refresh = 0.5", "timeout = 5.0", "[prometheus]", f'url = "{prom.url}"', "[prometheus.queries]"]
     lines += [f"{name} = {json.dumps(query)}" for name, query in OTHER_QUERIES.items()]
     config = tmp_path / "c.toml"
     config.write_text("\n".join(lines) + "\n")
     marker = tmp_path / "polls"
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: dtmon, counting its polls in a file
-        os.environ.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
-        code = (
-            "import sys, dtmon.collectors.prometheus as p\n"
-            "poll = p.PrometheusCollector.poll\n"
-            "def counted(self):\n"
-            f"    r = poll(self); open({str(marker)!r}, 'a').write('.'); return r\n"
-            "p.PrometheusCollector.poll = counted\n"
-            "from dtmon.cli import main\n"
-            f"sys.exit(main(['--config', {str(config)!r}]))\n"
-        )
-        os.execvp(sys.executable, [sys.executable, "-c", code])
+    code = (  # dtmon, counting its polls in a file
+        "import sys, dtmon.collectors.prometheus as p\n"
+        "poll = p.PrometheusCollector.poll\n"
+        "def counted(self):\n"
+        f"    r = poll(self); open({str(marker)!r}, 'a').write('.'); return r\n"
+        "p.PrometheusCollector.poll = counted\n"
+        "from dtmon.cli import main\n"
+        f"sys.exit(main(['--config', {str(config)!r}]))\n"
+    )
 
     def polls() -> int:
         return len(marker.read_text()) if marker.exists() else 0
 
-    try:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    with PtyTerminal([sys.executable, "-c", code]) as term:
         drawn, deadline = 0, time.monotonic() + 30
         while polls() < 3 and time.monotonic() < deadline:
-            drawn += _read_for(fd, 0.2)
+            drawn += len(term.read_for(0.2))
         assert polls() >= 3, "dtmon never polled Prometheus"
-        drawn += _read_for(fd, 1.0)
+        drawn += len(term.read_for(1.0))
         assert drawn > 2000, "the dashboard was never drawn"
         before = polls()
-        at_rest = _read_for(fd, 5.0)
+        at_rest = term.read_for(5.0)
         count = polls() - before
         assert count >= 5, count
-        print(f"{at_rest} bytes in 5 s over {count} polls")
-        assert at_rest < 500, f"{at_rest} bytes in 5 s over {count} polls"
-    finally:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            _read_for(fd, 0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        os.close(fd)
+        print(f"{len(at_rest)} bytes in 5 s over {count} polls")
+        assert len(at_rest) < 500, f"{len(at_rest)} bytes in 5 s over {count} polls: {visible(at_rest)!r}"
