@@ -23,14 +23,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from ..config import BucketsConfig, Config
 from ..model import RUNNING, STATE_RANK, BucketsReport, BucketStatus, SiteStatus
 from .background import in_background
+
+if TYPE_CHECKING:  # httpx is imported where a poll needs it: `dtmon status` without [buckets] never pays for it
+    import httpx
 
 #: Detail requests in flight at once.
 CONCURRENCY = 8
@@ -201,6 +202,8 @@ class BucketsCollector:
         return self.last
 
     async def _fetch(self) -> tuple[BucketStatus, ...]:
+        import httpx
+
         timeout = httpx.Timeout(self.timeout)
         if self._verify is None:
             self._verify = httpx.create_ssl_context() if self.cfg.url.startswith("https://") else False
@@ -227,6 +230,8 @@ class BucketsCollector:
             return tuple(await asyncio.gather(*(one(n) for n in wanted)))
 
     async def _get_json(self, client: httpx.AsyncClient, path: str) -> Any:
+        import httpx
+
         url = f"{self.cfg.url}{path}"
         # Removed only once answered (or failed): a request cancelled by the poll's timeout stays listed.
         self._unanswered.append(path)
