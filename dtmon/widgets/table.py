@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.color import Color
 from textual.message import Message
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from ..format import MUTED, Cell, Column, Row, RowDiff, diff_rows
@@ -108,10 +109,13 @@ class KeyedTable(DataTable):
         finally:
             rows_only, self._rows_only = self._rows_only, False
         if rows_only:
-            dirty = {self.get_row_index(key) for key, _, _ in diff.changed}
-            dirty.update(i for i, (a, b) in enumerate(zip(old_order, (r.key for r in rows))) if a != b)
-            for index in sorted(dirty):
+            # A row that moved is repainted whole; otherwise only its changed cells are.
+            moved = {i for i, (a, b) in enumerate(zip(old_order, (r.key for r in rows))) if a != b}
+            for index in sorted(moved):
                 self.refresh_row(index)
+            for key, column, _ in diff.changed:
+                if (index := self.get_row_index(key)) not in moved:
+                    self.refresh_coordinate(Coordinate(index, column))
         self._restore_cursor(cursor_key if cursor_key in self._by_key else fallback, old_index)
         return diff
 
