@@ -407,6 +407,8 @@ def _progress(demo: Demo, **queries: str):
 
 
 def test_prometheus_progress_is_the_buckets_story_in_files(demo: Demo) -> None:
+    from dtmon.collectors.prometheus import HISTORY_STEPS, history_grid
+
     report = _progress(demo)
     assert report.reachable and not report.query_errors, report
     at = report.polled_at.timestamp()
@@ -418,8 +420,9 @@ def test_prometheus_progress_is_the_buckets_story_in_files(demo: Demo) -> None:
         assert row.pending == flow.queued(bucket, at) * FILES_PER_WORK
         done = (flow.counts(bucket, at).success - flow.counts(bucket, at - 86400).success) * FILES_PER_WORK
         assert row.done == max(0, done)
-        end = float(int(at))
-        expected_history = [flow.queued(bucket, end - 86400 + i * 1800) * FILES_PER_WORK for i in range(49)]
+        start, _, step = history_grid(at, 86400)
+        grid = [start + i * step for i in range(HISTORY_STEPS)]
+        expected_history = [flow.queued(bucket, t) * FILES_PER_WORK for t in grid] + [row.pending]
         assert list(row.pending_history) == expected_history
     # Since its replicator stopped, nothing leaves the bucket: done stops, pending only grows.
     stopped_bucket = replicator_bucket(STOPPED[0])
@@ -427,7 +430,7 @@ def test_prometheus_progress_is_the_buckets_story_in_files(demo: Demo) -> None:
     assert stopped_at is not None and stopped_at < at
     assert flow.counts(stopped_bucket, at).success == flow.counts(stopped_bucket, stopped_at + 1).success
     stopped = rows[(STOPPED[0], "replication")]
-    times = [float(int(at)) - 86400 + i * 1800 for i in range(49)]
+    times = [*grid, at]
     after = [v for t, v in zip(times, stopped.pending_history) if t > stopped_at]
     assert len(after) >= 2 and after == sorted(after) and after[-1] > after[0]
     chime = rows[("chime", "replication")]

@@ -11,7 +11,6 @@ to the same server.
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from promserver import PromServer, Series, closed_port_url, free_port, missing_requirements, silent_server  # noqa: E402
 
 from dtmon.collectors.poll import snapshot  # noqa: E402
-from dtmon.collectors.prometheus import HISTORY_STEPS, PUSH_MAX_AGE, PrometheusCollector  # noqa: E402
+from dtmon.collectors.prometheus import HISTORY_STEPS, PUSH_MAX_AGE, PrometheusCollector, history_grid  # noqa: E402
 from dtmon.config import DEFAULT_QUERIES, Config, PrometheusConfig, load  # noqa: E402
 from dtmon.report import render_text  # noqa: E402
 
@@ -224,26 +223,33 @@ def test_default_queries_give_exact_progress(prom: PromServer) -> None:
 def test_pending_history_is_the_range_query_over_the_window(prom: PromServer) -> None:
     collector = PrometheusCollector(prom_config(prom.url), timeout=10)
     report = collector.poll()
-    end = math.floor(report.polled_at.timestamp())
-    step = DAY / HISTORY_STEPS
-    points = [end - DAY + i * step for i in range(HISTORY_STEPS + 1)]
+    start, end, step = history_grid(report.polled_at.timestamp(), DAY)
+    points = [start + i * step for i in range(HISTORY_STEPS)]
+    assert end == points[-1] and end % step == 0 and report.polled_at.timestamp() - end < step
     world = prom.world
     for p in report.progress:
         final, fall = DEFAULT_PENDING[(f"datatrail_{p.kind}_pending_files", p.site)]
         # Each point holds the last sample at or before it: a backfilled one on the grid, or (after
-        # the ramp) any later sample, all of which hold the ramp's final value.
-        want = tuple(world.pending_at(final, fall, prom.grid(int(t))) for t in points)
+        # the ramp) any later sample, all of which hold the ramp's final value. Then the pending now.
+        want = tuple(world.pending_at(final, fall, prom.grid(int(t))) for t in points) + (p.pending,)
         assert p.pending_history == want, p.key
-        assert p.pending_history[-1] == p.pending
     chime = next(p for p in report.progress if p.key == "chime/replication")
     assert chime.pending_history[0] > chime.pending_history[-1]  # the ramp shows
     direct = prom.api("/api/v1/query_range", {
-        "query": DEFAULT_QUERIES["replication_pending"], "start": end - DAY, "end": end, "step": f"{step:g}",
+        "query": DEFAULT_QUERIES["replication_pending"], "start": start, "end": end, "step": f"{step:g}",
     })["result"]
     by_site = {r["metric"]["site"]: tuple(float(v) for _, v in r["values"]) for r in direct}
     for p in report.progress:
         if p.kind == "replication":
-            assert p.pending_history == by_site[p.site]
+            assert p.pending_history[:-1] == by_site[p.site]
+
+
+def test_the_pending_history_grid_stays_put_between_steps() -> None:
+    """Two polls within one step ask for the same points, so an unchanged series draws the same sparkline."""
+    step = DAY / HISTORY_STEPS
+    base = 1_795_651_200.0  # a multiple of the step
+    assert history_grid(base + 1, DAY) == history_grid(base + step - 1, DAY) == (base - DAY + step, base, step)
+    assert history_grid(base + step, DAY)[1] == base + step
 
 
 def test_feeds_flag_a_dead_target_a_late_push_and_postgres_down(prom: PromServer) -> None:
@@ -507,7 +513,10 @@ def test_progress_pane_at_rest_writes_next_to_nothing(prom: PromServer, tmp_path
     from ptyterm import PtyTerminal, visible
 
     lines = ["refresh = 0.5", "timeout = 5.0", "[prometheus]", f'url = "{prom.url}"', "[prometheus.queries]"]
-    lines += [f"{name} = {json.dumps(query)}" for name, query in OTHER_QUERIES.items()]
+    # A push age that stands still: the real one moves with the clock, and its shown minutes may tick over
+    # inside the 5 s measured (a repaint that is due, not one this test is after).
+    queries = {**OTHER_QUERIES, "push_age": 'push_time_seconds{job="metric_pusher",instance="chime"} * 0 + 30'}
+    lines += [f"{name} = {json.dumps(query)}" for name, query in queries.items()]
     config = tmp_path / "c.toml"
     config.write_text("\n".join(lines) + "\n")
     marker = tmp_path / "polls"

@@ -27,8 +27,18 @@ from .background import in_background
 #: A push older than this (seconds) is a problem by default (`[prometheus] max_push_age`): three missed
 #: pushes of metric_pusher's 5-minute period.
 PUSH_MAX_AGE = PrometheusConfig.max_push_age
-#: The pending sparkline is a range query over the window in this many steps (HISTORY_STEPS + 1 points).
+#: The pending sparkline: a range query over the window on a grid of this many steps, then the pending now.
 HISTORY_STEPS = 48
+
+
+def history_grid(at: float, span: float) -> tuple[float, float, float]:
+    """(start, end, step) of the pending range query at time `at`: HISTORY_STEPS points on a grid fixed to
+    multiples of the step, the last at or before `at`. Between step boundaries every poll gets the same
+    points, so the sparkline stays still (and costs no repaint) until the data or the grid moves."""
+    step = span / HISTORY_STEPS
+    end = math.floor(at / step) * step
+    return end - (HISTORY_STEPS - 1) * step, end, step
+
 #: Connections kept per poll: every query runs at once.
 _POOL = 32
 
@@ -287,14 +297,12 @@ class PrometheusCollector:
         try:
             if call == "instant":
                 return client.custom_query(query, params={"time": f"{at:.3f}"})
-            end = math.floor(at)
-            span = window_seconds(self.config.window)
-            start = end - span
+            start, end, step = history_grid(at, window_seconds(self.config.window))
             return client.custom_query_range(
                 query,
                 start_time=datetime.fromtimestamp(start, timezone.utc),
                 end_time=datetime.fromtimestamp(end, timezone.utc),
-                step=f"{span / HISTORY_STEPS:g}",
+                step=f"{step:g}",
             )
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise _Unreachable(_connection_error(exc, self.timeout)) from None
@@ -391,6 +399,8 @@ class PrometheusCollector:
                 history = histories.get(f"{kind}_pending", {}).get(site, ())
                 if all(p is None for p in parts) and not history:
                     continue
+                if history and parts[0] is not None:  # the grid's points, then now
+                    history = (*history, parts[0])
                 progress.append(derive(site, kind, *parts, window=self.config.window, history=history))
         return ProgressReport(
             url=self.config.url,
