@@ -32,7 +32,8 @@ RECENT_FAILURES = timedelta(minutes=10)
 
 #: Update states that make a service `updating`. A paused update (failure_action=pause, or a rollback
 #: that failed) stays paused until someone acts, so it is shown, and counted as a problem, like one in progress.
-_UPDATE_IN_PROGRESS = {"updating", "rollback_started", "paused", "rollback_paused"}
+_UPDATE_PAUSED = {"paused", "rollback_paused"}
+_UPDATE_IN_PROGRESS = {"updating", "rollback_started", *_UPDATE_PAUSED}
 _FAILED_TASK_STATES = {"failed", "rejected"}
 
 
@@ -211,7 +212,7 @@ def _service_row(site: str, stack: str, svc: dict[str, Any], tasks: list[dict[st
         failed_recent=failed_recent,
         id=svc.get("ID"),
         update_message=update_message,
-        update_paused=update_state in ("paused", "rollback_paused"),
+        update_paused=update_state in _UPDATE_PAUSED,
     )
 
 
