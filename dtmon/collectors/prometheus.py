@@ -29,6 +29,12 @@ from .background import in_background
 PUSH_MAX_AGE = PrometheusConfig.max_push_age
 #: The pending sparkline: a range query over the window on a grid of this many steps, then the pending now.
 HISTORY_STEPS = 48
+#: Connections kept per poll: every query runs at once.
+_POOL = 32
+
+_FEEDS = ("targets_up", "push_age", "pg_up")
+_PARTS = ("pending", "done", "failed")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def history_grid(at: float, span: float) -> tuple[float, float, float]:
@@ -38,13 +44,6 @@ def history_grid(at: float, span: float) -> tuple[float, float, float]:
     step = span / HISTORY_STEPS
     end = math.floor(at / step) * step
     return end - (HISTORY_STEPS - 1) * step, end, step
-
-#: Connections kept per poll: every query runs at once.
-_POOL = 32
-
-_FEEDS = ("targets_up", "push_age", "pg_up")
-_PARTS = ("pending", "done", "failed")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def window_seconds(window: str) -> float:
