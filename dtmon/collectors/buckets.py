@@ -264,6 +264,7 @@ def start_poll(config: Config) -> Callable[[float], BucketsReport | None]:
     return in_background(
         collector.poll_blocking,
         failed=lambda message: collector._failed(f"{collector.cfg.url}: {message}"),
-        late=lambda: replace(collector.last, error=f"{collector.cfg.url}: no answer within {config.timeout:g}s"),
+        late=lambda: replace(collector.last, reachable=False,
+                             error=f"{collector.cfg.url}: no answer within {config.timeout:g}s"),
         name="poll-buckets",
     )
