@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dtmon.buckets_server import BucketsServer
+from dtmon.demo.buckets_server import BucketsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PREPARE = ROOT / "scripts" / "prepare-workflow-venv"

@@ -355,7 +355,7 @@ def test_buckets_collector_trend_and_server_import_no_textual():
     import subprocess
     import sys
 
-    code = ("import sys, dtmon.collectors.buckets, dtmon.queue_trend, dtmon.buckets_server, dtmon.report; "
+    code = ("import sys, dtmon.collectors.buckets, dtmon.queue_trend, dtmon.demo.buckets_server, dtmon.report; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -8,9 +8,16 @@ import sys
 import threading
 from pathlib import Path
 
-from .runner import Demo
-
 __all__ = ["Demo", "run_demo"]
+
+
+def __getattr__(name: str):
+    # Imported on first use, so `python -m dtmon.demo.buckets_server` does not load itself twice.
+    if name == "Demo":
+        from .runner import Demo
+
+        return Demo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_demo(serve_dir: Path | None) -> int:
@@ -28,6 +35,8 @@ def run_demo(serve_dir: Path | None) -> int:
                 file=sys.stderr,
             )
             return 2
+    from .runner import Demo
+
     demo = Demo(config_dir=serve_dir.expanduser().resolve() if serve_dir else None)
     stop = threading.Event()
     previous = {}

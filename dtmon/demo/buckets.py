@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..buckets_server import STATUSES, BucketsServer, BucketsStore
+from .buckets_server import STATUSES, BucketsServer, BucketsStore
 from .flow import Flow
 
 

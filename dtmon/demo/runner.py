@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..buckets_server import BucketsServer
+from .buckets_server import BucketsServer
 from .buckets import buckets_server
 from .engine import EngineServer, SiteApi
 from .flow import Flow

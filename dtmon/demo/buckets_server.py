@@ -16,7 +16,7 @@ It answers the endpoints the official `workflow-core` client (1.12.x) uses::
 Fault modes for tests: `server.fault = "500"` (every request answers HTTP 500), `"garbage"` (200 with a
 body that is not JSON), `"slow"` (answers after `server.delay` seconds). `None` is normal service.
 
-Run it alone with ``python -m dtmon.buckets_server --port 8004``.
+Run it alone with ``python -m dtmon.demo.buckets_server --port 8004``.
 """
 
 from __future__ import annotations
