@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Live dashboard of Datatrail's Docker Swarm stacks at every site. "
         "Without a subcommand, opens the dashboard.",
         epilog="Config: --config PATH, else $DTMON_CONFIG, else $XDG_CONFIG_HOME/dtmon/config.toml. "
+        "Buckets token: $WORKFLOW_HTTP_TOKEN (else WORKFLOW_TOKEN, GITHUB_TOKEN, GITHUB_PAT), as for workflow-core. "
         "Exit codes: 0 healthy, 1 a problem was found, 2 configuration or usage error.",
     )
     parser.add_argument("--config", metavar="PATH", help="config file (TOML)")
@@ -106,9 +107,7 @@ def describe(config: Config) -> str:
             lines.append(f"      services: {services}")
     if not config.sites:
         lines.append("  (none)")
-    if config.buckets:
-        lines.append(f"buckets: {config.buckets.url} include {', '.join(config.buckets.include)}")
-        lines.extend(f"  consumer: {glob} -> {who}" for glob, who in config.buckets.consumers.items())
+    lines.extend(_describe_buckets(config))
     if config.prometheus:
         prom = config.prometheus
         lines.append(f"prometheus: {prom.url} window {prom.window}; a push older than {prom.max_push_age:g}s is a problem")
@@ -120,6 +119,28 @@ def describe(config: Config) -> str:
         f"actions: {'allowed' if d.allow else 'read-only'}; order {' -> '.join(d.order)}; core {d.core}; audit {d.audit}"
     )
     return "\n".join(lines)
+
+
+def _describe_buckets(config: Config) -> list[str]:
+    """The Buckets part of `config check`: URLs in the order tried, where they came from, the token's source."""
+    from .workflow_env import find_token, workspace_buckets, workspace_path
+
+    buckets = config.buckets
+    if buckets is None:
+        try:
+            workspace_buckets()
+        except ValueError as exc:  # why the workspace's URLs were not offered
+            return [f"buckets: not configured; the workflow workspace was not used: {exc}"]
+        return []
+    lines = [f"buckets: {', then '.join(buckets.urls)} include {', '.join(buckets.include)}"]
+    if buckets.workspace is not None:
+        lines.append(f"  (offered by the workflow workspace {buckets.workspace}; a [buckets] table takes its place)")
+    elif workspace_path().is_file():
+        lines.append(f"  ([buckets] is used, not the workflow workspace {workspace_path()})")
+    _token, note = find_token(buckets.token_env)
+    lines.append(f"  token: {note}")
+    lines.extend(f"  consumer: {glob} -> {who}" for glob, who in buckets.consumers.items())
+    return lines
 
 
 def cmd_status(config: Config, as_json: bool) -> int:

@@ -49,7 +49,8 @@ class _Site(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Buckets(msgspec.Struct, forbid_unknown_fields=True):
-    url: str
+    url: str | list[str]
+    token_env: str | None = None
     include: list[str] = msgspec.field(default_factory=lambda: ["datatrail-*"])
     consumers: dict[str, str] = {}
 
@@ -110,9 +111,17 @@ class SiteConfig:
 class BucketsConfig:
     """The workflow system's Buckets service."""
 
-    url: str  #: base URL, e.g. http://frb-vsop.chime:8004
+    url: str  #: base URL, e.g. http://frb-vsop.chime:8004 (the first of `urls`)
     include: tuple[str, ...] = ("datatrail-*",)  #: bucket name globs to watch
     consumers: dict[str, str] = field(default_factory=dict)  #: bucket glob -> "site/swarm_service"
+    fallbacks: tuple[str, ...] = ()  #: more base URLs, tried in order when the ones before do not answer
+    token_env: str | None = None  #: a variable holding the token, looked at before WORKFLOW_HTTP_TOKEN & co
+    workspace: Path | None = None  #: the workflow workspace file the URLs came from (no [buckets] table)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every base URL, in the order they are tried."""
+        return (self.url, *self.fallbacks)
 
 
 @dataclass(frozen=True)
@@ -373,16 +382,7 @@ def _build(path: Path, raw: _File) -> Config:
             if (tls.cert is None) != (tls.key is None):
                 raise ConfigError(f"{path}: {key}.tls: expected both `cert` and `key`, or neither")
         sites.append(SiteConfig(name, site.docker, stacks, tls, compose))
-    buckets = None
-    if raw.buckets is not None:
-        if not raw.buckets.url.startswith(("http://", "https://")):
-            raise ConfigError(f"{path}: buckets.url: expected an http:// or https:// URL, got {raw.buckets.url!r}")
-        for glob, consumer in raw.buckets.consumers.items():
-            if consumer.count("/") != 1 or not all(consumer.split("/")):
-                raise ConfigError(
-                    f'{path}: buckets.consumers."{glob}": expected "site/stack_service" (globs allowed), got {consumer!r}'
-                )
-        buckets = BucketsConfig(raw.buckets.url.rstrip("/"), tuple(raw.buckets.include), dict(raw.buckets.consumers))
+    buckets = _buckets(path, raw.buckets) if raw.buckets is not None else _workspace_buckets()
     prometheus = None
     if raw.prometheus is not None:
         if not raw.prometheus.url.startswith(("http://", "https://")):
@@ -413,3 +413,38 @@ def _build(path: Path, raw: _File) -> Config:
     assert audit is not None
     deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, _expand(d.lock, path.parent))
     return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy)
+
+
+def _buckets(path: Path, raw: _Buckets) -> BucketsConfig:
+    urls = [raw.url] if isinstance(raw.url, str) else list(raw.url)
+    if not urls:
+        raise ConfigError(f"{path}: buckets.url: expected a URL or a non-empty list of URLs, got []")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: buckets.url: expected an http:// or https:// URL, got {url!r}")
+    for glob, consumer in raw.consumers.items():
+        if consumer.count("/") != 1 or not all(consumer.split("/")):
+            raise ConfigError(
+                f'{path}: buckets.consumers."{glob}": expected "site/stack_service" (globs allowed), got {consumer!r}'
+            )
+    if raw.token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", raw.token_env):
+        raise ConfigError(f"{path}: buckets.token_env: expected the name of an environment variable, got {raw.token_env!r}")
+    urls = [url.rstrip("/") for url in urls]
+    return BucketsConfig(urls[0], tuple(raw.include), dict(raw.consumers), tuple(urls[1:]), raw.token_env)
+
+
+def _workspace_buckets() -> BucketsConfig | None:
+    """With no [buckets] table: the Buckets URLs of the operator's workflow workspace, when it has any.
+
+    A workspace file that cannot be read is not dtmon's config: it is ignored here, and `dtmon config
+    check` says why.
+    """
+    from .workflow_env import workspace_buckets, workspace_path
+
+    try:
+        urls = workspace_buckets()
+    except ValueError:
+        return None
+    if not urls:
+        return None
+    return BucketsConfig(urls[0], fallbacks=urls[1:], workspace=workspace_path())

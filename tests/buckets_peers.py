@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dtmon.demo.buckets_server import BucketsServer
+from dtmon.workflow_env import TOKEN_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
 PREPARE = ROOT / "scripts" / "prepare-workflow-venv"
@@ -32,9 +33,13 @@ class Workflow:
     def __init__(self, python: Path) -> None:
         self.python = python
 
-    def __call__(self, url: str, *args: str) -> Any:
+    def __call__(self, url: str, *args: str, env: dict[str, str] | None = None) -> Any:
+        """`env` replaces the token variables of this process's environment (WORKFLOW_HTTP_TOKEN & co)."""
+        environ = dict(os.environ)
+        if env is not None:
+            environ = {k: v for k, v in environ.items() if k.upper() not in TOKEN_VARS} | env
         result = subprocess.run(
-            [str(self.python), str(CLIENT), url, *args], capture_output=True, text=True, timeout=120
+            [str(self.python), str(CLIENT), url, *args], capture_output=True, text=True, timeout=120, env=environ
         )
         if result.returncode != 0:
             raise AssertionError(f"workflow-core client failed ({result.returncode}): {result.stdout}{result.stderr}")

@@ -9,7 +9,10 @@ never imported by the tests themselves::
     python workflow_client.py URL delete PIPELINE [--status queued]
     python workflow_client.py URL pipelines
 
-It writes a throwaway workflow workspace naming URL as the buckets backend, under a private HOME.
+It writes a throwaway workflow workspace naming URL as the buckets backend, under a private HOME; URL may
+be several, separated by commas (the client uses the first that answers `HEAD /version`). The token, if
+any, comes from the environment as the client reads it (WORKFLOW_HTTP_TOKEN & co). `which` prints the
+base URL the client chose.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ def _workspace(url: str) -> None:
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "*"
     config = home / ".config" / "workflow"
     config.mkdir(parents=True)
+    urls = "".join(f"\n      - {u}" for u in url.split(","))
     (config / "workspace.yml").write_text(
-        f"workspace: dtmon-tests\nsites:\n  - chime\n  - kko\n  - gbo\n  - hco\nhttp:\n  baseurls:\n    buckets: {url}\n"
+        f"workspace: dtmon-tests\nsites:\n  - chime\n  - kko\n  - gbo\n  - hco\nhttp:\n  baseurls:\n    buckets:{urls}\n"
     )
 
 
@@ -58,6 +62,7 @@ def main(argv: list[str]) -> int:
     status = sub.add_parser("status")
     status.add_argument("pipeline")
     sub.add_parser("pipelines")
+    sub.add_parser("which")
     args = parser.parse_args(argv)
     _workspace(args.url)
 
@@ -90,6 +95,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"withdrawn": withdrawn}))
     elif args.action == "delete":
         print(json.dumps({"deleted": http.buckets.delete_many(args.pipeline, status=args.status, force=True)}))
+    elif args.action == "which":
+        print(json.dumps({"baseurl": http.buckets.baseurl, "token_sent": "x-access-token" in http.buckets.session.headers}))
     elif args.action == "status":
         print(json.dumps(http.buckets.status(pipeline=args.pipeline)))
     else:

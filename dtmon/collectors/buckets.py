@@ -2,6 +2,8 @@
 
 The Buckets REST API as the official `workflow-core` client uses it: `GET /status/pipelines` lists
 bucket names, `GET /status/details/{name}` gives `{"total", "queued", "running", "success", "failure"}`.
+Like that client, it sends the token of WORKFLOW_HTTP_TOKEN & co in `x-access-token` (see
+`dtmon.workflow_env`), and with several base URLs uses the first that answers `HEAD /version`.
 
 Each bucket is consumed by swarm services named by a pattern "site/stack_service" (shell globs allowed
 on both sides). `[buckets.consumers]` (bucket glob -> pattern) is tried first, in file order; then the
@@ -28,6 +30,7 @@ from urllib.parse import quote
 
 from ..config import BucketsConfig, Config
 from ..model import RUNNING, STATE_RANK, BucketsReport, BucketStatus, SiteStatus
+from ..workflow_env import TOKEN_HEADER, TOKEN_VARS, Token, find_token
 from .background import in_background
 
 if TYPE_CHECKING:  # httpx is imported where a poll needs it: `dtmon status` without [buckets] never pays for it
@@ -38,6 +41,9 @@ CONCURRENCY = 8
 
 COUNT_KEYS = ("queued", "running", "success", "failure")
 
+#: Seconds between looks back at the first base URL while a later one is in use.
+RECHECK_FIRST = 300.0
+
 _DEFAULT_CONSUMERS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"datatrail-replicator-(?P<site>[A-Za-z0-9_.]+)-minoc"), "{site}/datatrail-client_replicator"),
     (re.compile(r"datatrail-replica-heal"), "*/datatrail-client_*_healer"),
@@ -47,6 +53,16 @@ _DEFAULT_CONSUMERS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 class BucketsError(Exception):
     """The Buckets service could not be read; the message names the URL and what went wrong."""
+
+
+def unauthorized_text(status: int, token: Token | None, token_env: str | None, token_note: str) -> str:
+    """What a 401/403 means for the operator: which variable to set, or that the token was refused."""
+    if token is not None:
+        return f"unauthorized: the token in ${token.variable} was refused (HTTP {status})"
+    if "set but empty" in token_note:
+        return f"unauthorized: {token_note.split(':')[0]} (HTTP {status})"
+    wanted = f"{token_env} or {TOKEN_VARS[0]}" if token_env and token_env != TOKEN_VARS[0] else TOKEN_VARS[0]
+    return f"unauthorized: set {wanted} (HTTP {status})"
 
 
 # ---------------------------------------------------------------------------
@@ -160,6 +176,10 @@ class BucketsCollector:
         self.timeout = timeout
         self._transport = transport
         self.last = BucketsReport(url=cfg.url, reachable=False, error="not polled yet")
+        self.token, self.token_note = find_token(cfg.token_env)
+        #: The base URL in use: the first of `cfg.urls` that answered `HEAD /version` at the last look.
+        self.active = cfg.url
+        self._chosen_at: float | None = None  #: monotonic time of the last look; None: look before polling
         #: Paths of the requests sent and not yet answered in this poll, for the timeout message.
         self._unanswered: list[str] = []
         self._verify: Any = None  #: TLS context, made once (loading CAs costs ~0.2 s); none for http://
@@ -174,9 +194,9 @@ class BucketsCollector:
         except BucketsError as exc:
             return self._failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - a poll never raises; the error is shown instead
-            return self._failed(f"{self.cfg.url}: {type(exc).__name__}: {exc}")
+            return self._failed(f"{self.active}: {type(exc).__name__}: {exc}")
         self.last = BucketsReport(
-            url=self.cfg.url,
+            url=self.active,
             reachable=True,
             latency_ms=(time.monotonic() - started) * 1000.0,
             polled_at=datetime.now(timezone.utc),
@@ -188,32 +208,82 @@ class BucketsCollector:
         """What the poll was still waiting for: one URL, or how many detail requests."""
         waiting = self._unanswered
         if len(waiting) == 1:
-            return f"{self.cfg.url}{waiting[0]}"
+            return f"{self.active}{waiting[0]}"
         if waiting:
-            return f"{self.cfg.url}/status/details ({len(waiting)} requests)"
-        return self.cfg.url
+            return f"{self.active}/status/details ({len(waiting)} requests)"
+        return self.active
 
     def poll_blocking(self) -> BucketsReport:
         """`poll()` for callers without an event loop (threads, `dtmon status`)."""
         return asyncio.run(self.poll())
 
     def _failed(self, error: str) -> BucketsReport:
-        self.last = replace(self.last, reachable=False, error=error)
+        self._chosen_at = None  # the next poll looks for a base URL that answers again
+        self.last = replace(self.last, url=self.active, reachable=False, error=error)
         return self.last
+
+    def _needs_choice(self) -> bool:
+        if len(self.cfg.urls) == 1:
+            return False  # nothing to choose: no extra request
+        if self._chosen_at is None:
+            return True
+        return self.active != self.cfg.url and time.monotonic() - self._chosen_at >= RECHECK_FIRST
+
+    async def _choose(self, client: httpx.AsyncClient) -> None:
+        """Make the first base URL that answers `HEAD /version` the active one (all are asked at once).
+
+        Each look gets half the poll's timeout, so that the poll itself still has the other half.
+        """
+        import httpx
+
+        budget = self.timeout / 2
+
+        async def answers(url: str) -> str | None:
+            try:
+                response = await client.head(f"{url}/version", timeout=budget)
+            except httpx.TimeoutException:
+                return f"no answer within {budget:g}s"
+            except httpx.HTTPError as exc:
+                return f"cannot connect: {exc or type(exc).__name__}"
+            if response.status_code in (401, 403):
+                return unauthorized_text(response.status_code, self.token, self.cfg.token_env, self.token_note)
+            if response.status_code >= 400:
+                return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+            return None
+
+        tasks = [asyncio.ensure_future(answers(url)) for url in self.cfg.urls]
+        reasons = []
+        try:
+            for url, task in zip(self.cfg.urls, tasks):
+                reason = await task  # in order: an earlier URL that answers wins, however late
+                if reason is None:
+                    self.active = url
+                    self._chosen_at = time.monotonic()
+                    return
+                reasons.append(f"{url}: {reason}")
+        finally:
+            for task in tasks:
+                task.cancel()
+        raise BucketsError("no Buckets URL answers HEAD /version: " + "; ".join(reasons))
 
     async def _fetch(self) -> tuple[BucketStatus, ...]:
         import httpx
 
         timeout = httpx.Timeout(self.timeout)
         if self._verify is None:
-            self._verify = httpx.create_ssl_context() if self.cfg.url.startswith("https://") else False
+            https = any(url.startswith("https://") for url in self.cfg.urls)
+            self._verify = httpx.create_ssl_context() if https else False
+        headers = {TOKEN_HEADER: self.token.value} if self.token else {}
         async with httpx.AsyncClient(
-            base_url=self.cfg.url, timeout=timeout, transport=self._transport, trust_env=False, verify=self._verify
+            timeout=timeout, transport=self._transport, trust_env=False, verify=self._verify, headers=headers
         ) as client:
             self._unanswered = []
+            if self._needs_choice():
+                await self._choose(client)
+            client.base_url = self.active
             names = await self._get_json(client, "/status/pipelines")
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise BucketsError(f"{self.cfg.url}/status/pipelines: expected a JSON list of bucket names")
+                raise BucketsError(f"{self.active}/status/pipelines: expected a JSON list of bucket names")
             wanted = select(names, self.cfg.include)
             gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -224,7 +294,7 @@ class BucketsCollector:
                 try:
                     bucket = parse_counts(name, data)
                 except ValueError as exc:
-                    raise BucketsError(f"{self.cfg.url}{path}: malformed answer: {exc}") from None
+                    raise BucketsError(f"{self.active}{path}: malformed answer: {exc}") from None
                 return replace(bucket, consumer=consumer_for(name, self.cfg.consumers))
 
             return tuple(await asyncio.gather(*(one(n) for n in wanted)))
@@ -232,7 +302,7 @@ class BucketsCollector:
     async def _get_json(self, client: httpx.AsyncClient, path: str) -> Any:
         import httpx
 
-        url = f"{self.cfg.url}{path}"
+        url = f"{self.active}{path}"
         # Removed only once answered (or failed): a request cancelled by the poll's timeout stays listed.
         self._unanswered.append(path)
         try:
@@ -244,6 +314,9 @@ class BucketsCollector:
             raise BucketsError(f"{url}: cannot connect: {exc or 'connection refused'}") from None
         except httpx.HTTPError as exc:
             raise BucketsError(f"{url}: {type(exc).__name__}: {exc}") from None
+        if response.status_code in (401, 403):
+            text = unauthorized_text(response.status_code, self.token, self.cfg.token_env, self.token_note)
+            raise BucketsError(f"{url}: {text}")
         if response.status_code != 200:
             raise BucketsError(f"{url}: HTTP {response.status_code} {response.reason_phrase}".rstrip())
         try:
@@ -263,8 +336,8 @@ def start_poll(config: Config) -> Callable[[float], BucketsReport | None]:
     collector = BucketsCollector(config.buckets, config.timeout)
     return in_background(
         collector.poll_blocking,
-        failed=lambda message: collector._failed(f"{collector.cfg.url}: {message}"),
+        failed=lambda message: collector._failed(f"{collector.active}: {message}"),
         late=lambda: replace(collector.last, reachable=False,
-                             error=f"{collector.cfg.url}: no answer within {config.timeout:g}s"),
+                             error=f"{collector.active}: no answer within {config.timeout:g}s"),
         name="poll-buckets",
     )

@@ -13,16 +13,23 @@ It answers the endpoints the official `workflow-core` client (1.12.x) uses::
     GET    /status/details/{name}     {"total", "queued", "running", "success", "failure"}
     GET    /audit/failed|expired|stale/{days}
 
+With `server.token` set, every request but `/version` must carry that token in the header
+`x-access-token`, as the gateway in front of the public Buckets URL checks it: none answers 401, another
+403. (`/version` stays open: the official client checks a base URL with a bare `HEAD /version`.)
+
 Fault modes for tests: `server.fault = "500"` (every request answers HTTP 500), `"garbage"` (200 with a
 body that is not JSON), `"slow"` (answers after `server.delay` seconds). `None` is normal service.
 
-Run it alone with ``python -m dtmon.demo.buckets_server --port 8004``.
+Run it alone with ``python -m dtmon.demo.buckets_server --port 8004`` (``--token-from VAR`` to require the
+token held in $VAR; never on the command line, where `ps` would show it).
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
+import os
 import threading
 import time
 import uuid
@@ -190,6 +197,22 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    def _authorized(self, path: str, head: bool) -> bool:
+        """True when no token is required or the request carries it; else answers 401/403."""
+        owner = self.server.owner
+        if owner.token is None or path == "/version":
+            return True
+        given = self.headers.get("x-access-token")
+        if given is None:
+            owner.refused += 1
+            self._send(401, {"error": "x-access-token required"}, head)
+            return False
+        if not hmac.compare_digest(given.encode(), owner.token.encode()):
+            owner.refused += 1
+            self._send(403, {"error": "x-access-token not valid"}, head)
+            return False
+        return True
+
     def _route(self, method: str) -> None:
         head = method == "HEAD"
         self.server.owner.requests += 1
@@ -202,6 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
+        if not self._authorized(path, head):
+            return
         params = parse_qs(parts.query)
         store = self.server.owner.store
         if method in ("GET", "HEAD") and path == "/version":
@@ -263,8 +288,11 @@ class _Server(ThreadingHTTPServer):
 class BucketsServer:
     """A Buckets service on loopback in a background thread: `start()`, `url`, `store`, `fault`, `stop()`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, store: BucketsStore | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, store: BucketsStore | None = None,
+                 token: str | None = None) -> None:
         self.store = store or BucketsStore()
+        self.token = token  #: when set, required in `x-access-token` on every request but /version
+        self.refused = 0  #: requests answered 401/403 for want of the token
         self.fault: str | None = None
         self.delay = 30.0  #: seconds a "slow" answer takes
         self.requests = 0  #: requests received, faults included
@@ -305,8 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A Buckets-compatible server with in-memory state.")
     parser.add_argument("--port", type=int, default=8004)
     parser.add_argument("--fault", choices=[f for f in FAULTS if f], default=None)
+    parser.add_argument("--token-from", metavar="VAR", help="require the token held in $VAR (x-access-token)")
     args = parser.parse_args(argv)
-    server = BucketsServer(port=args.port)
+    token = None
+    if args.token_from:
+        token = os.environ.get(args.token_from)
+        if not token:
+            parser.error(f"--token-from {args.token_from}: ${args.token_from} is not set or empty")
+    server = BucketsServer(port=args.port, token=token)
     server.fault = args.fault
     print(f"Buckets service on {server.url}", flush=True)
     try:
