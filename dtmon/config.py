@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+
+from . import config_values as values
 
 DEFAULT_ORDER = ("datatrail", "datatrail-daemons", "datatrail-client")
 
@@ -27,7 +29,14 @@ DEFAULT_QUERIES: dict[str, str] = {
 
 
 class ConfigError(Exception):
-    """A configuration file that cannot be used; the message names file, key and expectation."""
+    """A configuration file that cannot be used; the message names file, key and expectation.
+
+    The message is one printable line: a key or value from the file with a newline, NUL or escape sequence in it
+    is shown escaped (`\\n`, `\\x00`, `\\x1b`), never written to the terminal raw.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message))
 
 
 # ---------------------------------------------------------------------------
@@ -268,15 +277,47 @@ def _explain(path: Path, err: msgspec.ValidationError, data: object = None) -> C
     return ConfigError(f"{path}: {where or '(top level)'}: {detail}")
 
 
-def _expand(value: str | None, base: Path) -> Path | None:
-    """A path from the file: `$VARS` and `~` expanded, relative ones taken from `base` (the config's folder)."""
-    if not value:
+def _expand(config: Path, key: str, value: str | None) -> Path | None:
+    """A path from the file (None when unset): `$VARS` and `~` expanded, relative ones taken from the config's folder."""
+    if value is None:
         return None
-    path = Path(os.path.expandvars(value)).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
+    try:
+        return values.path(value, config.parent)
+    except ValueError as exc:
+        raise ConfigError(f"{config}: {key}: {exc}") from None
 
 
-_SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://")
+def _existing_file(config: Path, key: str, file: Path, what: str, follow: bool = True) -> None:
+    """Refuse a file that is missing, unreachable or not a regular file (a FIFO, a device, a directory; with
+    `follow` false, a symlink)."""
+    try:
+        info = os.stat(file, follow_symlinks=follow)
+    except FileNotFoundError:
+        raise ConfigError(f"{config}: {key}: {what} {file} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{config}: {key}: {what} {file}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{config}: {key}: {what} {file} is {values.file_kind(info.st_mode)}, expected a regular file")
+
+
+def _name(config: Path, key: str, value: str) -> None:
+    try:
+        values.name(value)
+    except ValueError as exc:
+        raise ConfigError(f"{config}: {key}: {exc}") from None
+
+
+def _url(config: Path, key: str, value: str, schemes: tuple[str, ...], **rules: object) -> str:
+    """`value` checked by the one URL rule (config_values.url); ConfigError naming file and key."""
+    try:
+        return values.url(value, schemes, **rules)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"{config}: {key}: {exc}") from None
+
+
+#: What a site's `docker` may be: the README's three forms (a Docker engine is never spoken to over http://).
+DOCKER_SCHEMES = ("unix", "tcp", "ssh")
+HTTP_SCHEMES = ("http", "https")
 
 
 def parse_compose(path: Path) -> dict[str, int]:
@@ -284,11 +325,15 @@ def parse_compose(path: Path) -> dict[str, int]:
     import yaml  # local: only config loading needs YAML
 
     try:
-        text = path.read_text()
+        text = values.read_capped(path, values.MAX_COMPOSE_BYTES).decode("utf-8")
     except OSError as exc:
         raise ValueError(f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ValueError("not usable YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -319,49 +364,56 @@ def parse_compose(path: Path) -> dict[str, int]:
 def load(path: Path) -> Config:
     """Read, validate and type the config at `path`; raises ConfigError naming what is wrong."""
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = values.read_capped(path, values.MAX_CONFIG_BYTES)  # a FIFO or /dev/zero is refused, not read
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     try:
         data = tomllib.loads(raw_bytes.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: TOML nested too deeply") from None
+    except ValueError as exc:  # tomllib's int(): a number of more than 4,300 digits
+        raise ConfigError(f"{path}: TOML value not usable: {str(exc).split(';')[0]}") from None
     try:
         # strict: a string is not a number (refresh = "5"); an integer still fills a float field.
         raw = msgspec.convert(data, _File, strict=True)
     except msgspec.ValidationError as exc:
         raise _explain(path, exc, data) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     return _build(path, raw)
 
 
-def _positive(path: Path, key: str, value: float) -> float:
-    # NaN passes `<= 0` and inf overflows every timer and timeout later: both are refused here.
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{path}: {key}: expected a positive finite number of seconds, got {value}")
-    return float(value)
+def _seconds(path: Path, key: str, value: float, bounds: tuple[float, float]) -> float:
+    # NaN, infinities and 1e10 (which overflows thread and socket timeouts later) are refused here.
+    try:
+        return values.seconds(value, bounds)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {key}: {exc}") from None
 
 
 def _build(path: Path, raw: _File) -> Config:
-    refresh = _positive(path, "refresh", raw.refresh)
-    timeout = _positive(path, "timeout", raw.timeout)
+    refresh = _seconds(path, "refresh", raw.refresh, values.REFRESH_RANGE)
+    timeout = _seconds(path, "timeout", raw.timeout, values.TIMEOUT_RANGE)
     sites = []
     for name, site in raw.sites.items():
         key = f"sites.{name}"
-        if not site.docker.startswith(_SCHEMES):
-            raise ConfigError(
-                f"{path}: {key}.docker: expected unix://, tcp://host:port or ssh://user@host, got {site.docker!r}"
-            )
+        _name(path, "sites", name)
+        _url(path, f"{key}.docker", site.docker, DOCKER_SCHEMES, port_required=("tcp",))
         stacks: dict[str, Path] = {}
         compose: dict[str, dict[str, int]] = {}
         for stack, file in site.stacks.items():
-            compose_path = _expand(file, path.parent)
+            _name(path, f"{key}.stacks", stack)
+            compose_path = _expand(path, f"{key}.stacks.{stack}", file)
             assert compose_path is not None
-            if not compose_path.is_file():
-                raise ConfigError(f"{path}: {key}.stacks.{stack}: compose file {compose_path} does not exist")
+            _existing_file(path, f"{key}.stacks.{stack}", compose_path, "compose file")
             try:
                 compose[stack] = parse_compose(compose_path)
             except ValueError as exc:
@@ -370,48 +422,54 @@ def _build(path: Path, raw: _File) -> Config:
         tls = None
         if site.tls is not None:
             tls = TlsConfig(
-                _expand(site.tls.ca, path.parent),
-                _expand(site.tls.cert, path.parent),
-                _expand(site.tls.key, path.parent),
+                _expand(path, f"{key}.tls.ca", site.tls.ca),
+                _expand(path, f"{key}.tls.cert", site.tls.cert),
+                _expand(path, f"{key}.tls.key", site.tls.key),
                 site.tls.verify,
             )
             for part in ("ca", "cert", "key"):
                 file = getattr(tls, part)
-                if file is not None and not file.is_file():
-                    raise ConfigError(f"{path}: {key}.tls.{part}: file {file} does not exist")
+                if file is not None:
+                    _existing_file(path, f"{key}.tls.{part}", file, "file")
             if (tls.cert is None) != (tls.key is None):
                 raise ConfigError(f"{path}: {key}.tls: expected both `cert` and `key`, or neither")
         sites.append(SiteConfig(name, site.docker, stacks, tls, compose))
     buckets = _buckets(path, raw.buckets) if raw.buckets is not None else _workspace_buckets()
     prometheus = None
     if raw.prometheus is not None:
-        if not raw.prometheus.url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"{path}: prometheus.url: expected an http:// or https:// URL, got {raw.prometheus.url!r}"
-            )
+        _url(path, "prometheus.url", raw.prometheus.url, HTTP_SCHEMES)
         unknown = sorted(set(raw.prometheus.queries) - set(DEFAULT_QUERIES))
         if unknown:
             raise ConfigError(
                 f"{path}: prometheus.queries.{unknown[0]}: unknown query; expected one of {', '.join(DEFAULT_QUERIES)}"
             )
-        window = re.fullmatch(r"(\d+)[smhdwy]", raw.prometheus.window)
-        if not window or int(window.group(1)) == 0:  # rates divide by the window
-            raise ConfigError(
-                f"{path}: prometheus.window: expected a positive Prometheus duration such as 24h,"
-                f" got {raw.prometheus.window!r}"
-            )
+        try:  # rates divide by the window; a 5,000-digit one is no number of seconds
+            values.window(raw.prometheus.window)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: prometheus.window: {exc}") from None
         prometheus = PrometheusConfig(
             raw.prometheus.url.rstrip("/"), raw.prometheus.window, {**DEFAULT_QUERIES, **raw.prometheus.queries},
-            _positive(path, "prometheus.max_push_age", raw.prometheus.max_push_age),
+            _seconds(path, "prometheus.max_push_age", raw.prometheus.max_push_age, values.PUSH_AGE_RANGE),
         )
     d = raw.deploy
+    for stack in d.order:
+        _name(path, "deploy.order", stack)
     if d.core not in d.order:
         raise ConfigError(f"{path}: deploy.core: expected one of deploy.order {d.order}, got {d.core!r}")
     if len(set(d.order)) != len(d.order):
         raise ConfigError(f"{path}: deploy.order: expected each stack once, got {d.order}")
-    audit = _expand(d.audit, path.parent)
+    if d.announce:
+        _url(path, "deploy.announce", d.announce, HTTP_SCHEMES, query=True)
+    audit = _expand(path, "deploy.audit", d.audit)
     assert audit is not None
-    deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, _expand(d.lock, path.parent))
+    lock = _expand(path, "deploy.lock", d.lock) if d.lock else None  # "" is the default: beside the audit log
+    for key, file in (("deploy.audit", audit), ("deploy.lock", lock)):
+        if file is not None and os.path.lexists(file):  # /dev/full would be read without end
+            _existing_file(path, key, file, "file", follow=False)  # written with O_NOFOLLOW: never a symlink
+    deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, lock)
+    if not (sites or buckets or prometheus):  # else `status` would call nothing "all healthy"
+        raise ConfigError(f"{path}: (top level): nothing to watch: expected at least one [sites.NAME] table"
+                          " (or [buckets] / [prometheus])")
     return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy)
 
 
@@ -420,8 +478,7 @@ def _buckets(path: Path, raw: _Buckets) -> BucketsConfig:
     if not urls:
         raise ConfigError(f"{path}: buckets.url: expected a URL or a non-empty list of URLs, got []")
     for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{path}: buckets.url: expected an http:// or https:// URL, got {url!r}")
+        _url(path, "buckets.url", url, HTTP_SCHEMES)
     for glob, consumer in raw.consumers.items():
         if consumer.count("/") != 1 or not all(consumer.split("/")):
             raise ConfigError(

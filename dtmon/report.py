@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -59,8 +60,20 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinity (no JSON number) replaced by null, in lists and objects too."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
 def render_json(snap: Snapshot) -> str:
-    return json.dumps(snapshot_json(snap), indent=2)
+    """The snapshot as strict JSON: never `NaN` or `Infinity`, which JSON parsers refuse."""
+    return json.dumps(finite(snapshot_json(snap)), indent=2, allow_nan=False)
 
 
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:

@@ -120,7 +120,7 @@ def test_every_relative_path_is_relative_to_the_config_file_not_the_cwd(tree, tm
 
 def test_home_in_a_path_still_expands(tree, monkeypatch):
     monkeypatch.setenv("HOME", str(tree / "home"))
-    path = write(tree, '[deploy]\naudit = "~/audit.jsonl"\n')
+    path = write(tree, '[sites.kko]\ndocker = "unix:///x.sock"\n[deploy]\naudit = "~/audit.jsonl"\n')
     assert load(path).deploy.audit == tree / "home" / "audit.jsonl"
 
 
@@ -136,16 +136,16 @@ def test_home_in_a_path_still_expands(tree, monkeypatch):
         ("[sites.kko]\ndocker = 2376\n", "sites.kko.docker: expected a string, got an integer"),
         ("[sites.kko]\n", "sites.kko.docker: required key is missing"),
         ('[sites.kko]\ndocker = "unix:///x"\nstacks = ["a"]\n', "sites.kko.stacks: expected a table, got an array"),
-        ('[sites.kko]\ndocker = "aux.kko:2376"\n', "sites.kko.docker: expected unix://, tcp://host:port or ssh://user@host"),
-        ("refresh = 0\n", "refresh: expected a positive finite number of seconds, got 0"),
-        ("refresh = nan\n", "refresh: expected a positive finite number of seconds, got nan"),
-        ("timeout = inf\n", "timeout: expected a positive finite number of seconds, got inf"),
-        ("timeout = -inf\n", "timeout: expected a positive finite number of seconds, got -inf"),
+        ('[sites.kko]\ndocker = "aux.kko:2376"\n', "sites.kko.docker: expected a URL (unix:///path or tcp://host:port or ssh://user@host), got 'aux.kko:2376'"),
+        ("refresh = 0\n", "refresh: expected a number of seconds from 0.1 to 86400, got 0"),
+        ("refresh = nan\n", "refresh: expected a number of seconds from 0.1 to 86400, got nan"),
+        ("timeout = inf\n", "timeout: expected a number of seconds from 0.1 to 3600, got inf"),
+        ("timeout = -inf\n", "timeout: expected a number of seconds from 0.1 to 3600, got -inf"),
         ('[prometheus]\nurl = "http://p:9090"\nmax_push_age = nan\n',
-         "prometheus.max_push_age: expected a positive finite number of seconds, got nan"),
+         "prometheus.max_push_age: expected a number of seconds from 1 to 31622400, got nan"),
         ('[prometheus]\nurl = "http://p:9090"\nwindow = "0h"\n',
-         "prometheus.window: expected a positive Prometheus duration such as 24h, got '0h'"),
-        ('[prometheus]\nurl = "http://p:9090"\nwindow = "000m"\n', "prometheus.window: expected a positive"),
+         "prometheus.window: expected a Prometheus duration such as 24h, from 1m to 1y, got '0h'"),
+        ('[prometheus]\nurl = "http://p:9090"\nwindow = "000m"\n', "prometheus.window: expected a Prometheus duration"),
         ('[sites.kko]\ndocker = "unix:///x"\n[sites.kko.stacks]\ndatatrail-client = "stacks/nope.yaml"\n',
          "sites.kko.stacks.datatrail-client: compose file {tree}/stacks/nope.yaml does not exist"),
     ],

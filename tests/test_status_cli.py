@@ -73,12 +73,12 @@ def test_human_output_names_unreachable_sites(tmp_path):
     assert "gbo: unreachable: connection failed: no such file or directory" in proc.stdout
 
 
-def test_no_sites_is_healthy(tmp_path):
+def test_a_config_watching_nothing_is_a_config_error_not_all_healthy(tmp_path):
     path = config(tmp_path, {})
     proc, _ = run("-m", "dtmon", "--config", str(path), "status", "--json")
-    assert proc.returncode == 0, proc.stdout
-    report = json.loads(proc.stdout)
-    assert report["sites"] == [] and report["problems"] == []
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (f"dtmon: config error: {path}: (top level): nothing to watch: expected at least one "
+                           "[sites.NAME] table (or [buckets] / [prometheus])\n")
 
 
 def test_no_config_anywhere_says_how_to_write_one_and_exits_2(tmp_path):
