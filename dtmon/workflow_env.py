@@ -79,12 +79,18 @@ def workspace_buckets(path: Path | None = None) -> tuple[str, ...]:
         return ()
     import yaml  # local: only needed when the file is there
 
+    from . import config_values
+
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(config_values.read_capped(path, config_values.MAX_CONFIG_BYTES).decode("utf-8"))
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not usable YAML: nested too deeply") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:  # not a regular file, or larger than the cap
+        raise ValueError(f"{path}: {exc}") from None
     http = data.get("http") if isinstance(data, dict) else None
     baseurls = http.get("baseurls") if isinstance(http, dict) else None
     urls = baseurls.get("buckets") if isinstance(baseurls, dict) else None
@@ -92,6 +98,11 @@ def workspace_buckets(path: Path | None = None) -> tuple[str, ...]:
         return ()
     if isinstance(urls, str):
         urls = [urls]
-    if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise ValueError(f"{path}: http.baseurls.buckets: expected an http(s) URL or a list of them, got {urls!r}")
+    for url in urls:
+        try:
+            config_values.url(url, ("http", "https"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: http.baseurls.buckets: {exc}") from None
     return tuple(u.rstrip("/") for u in urls)

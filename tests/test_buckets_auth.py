@@ -95,7 +95,7 @@ def test_workspace_buckets_urls(tmp_path):
     path.write_text("workspace: x\n")
     assert workspace_buckets(path) == ()
     path.write_text("http:\n  baseurls:\n    buckets: [ftp://x]\n")
-    with pytest.raises(ValueError, match=r"workspace.yml: http.baseurls.buckets: expected an http\(s\) URL"):
+    with pytest.raises(ValueError, match=r"workspace.yml: http.baseurls.buckets: expected a URL \(http://host or https://host\), got 'ftp://x'"):
         workspace_buckets(path)
     path.write_text("http: [")
     with pytest.raises(ValueError, match="workspace.yml: not valid YAML"):
@@ -108,7 +108,7 @@ def test_config_url_list_and_token_env(tmp_path):
     buckets = load(path).buckets
     assert buckets.urls == ("http://a:8004", "https://b/workflow/buckets") and buckets.token_env == "MY_TOK"
     for bad, message in (('url = []', "buckets.url: expected a URL or a non-empty list"),
-                         ('url = ["http://a", "a:8004"]', "buckets.url: expected an http:// or https:// URL, got 'a:8004'"),
+                         ('url = ["http://a", "a:8004"]', r"buckets.url: expected a URL \(http://host or https://host\), got 'a:8004'"),
                          ('url = "http://a"\ntoken_env = "MY TOK"', "buckets.token_env: expected the name of an")):
         path.write_text(f"[buckets]\n{bad}\n")
         with pytest.raises(ConfigError, match=message):
@@ -118,7 +118,7 @@ def test_config_url_list_and_token_env(tmp_path):
 def test_without_a_buckets_table_the_workspace_urls_are_offered(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     path = tmp_path / "c.toml"
-    path.write_text("refresh = 5\n")
+    path.write_text('refresh = 5\n[sites.kko]\ndocker = "unix:///x.sock"\n')  # a config must watch something
     assert load(path).buckets is None  # no workspace file: no Buckets source
     workspace = tmp_path / ".config" / "workflow" / "workspace.yml"
     workspace.parent.mkdir(parents=True)
@@ -128,7 +128,7 @@ def test_without_a_buckets_table_the_workspace_urls_are_offered(tmp_path, monkey
     path.write_text('[buckets]\nurl = "http://mine:8004"\n')
     assert load(path).buckets.urls == ("http://mine:8004",)  # the table wins
     workspace.write_text("http: [")
-    path.write_text("refresh = 5\n")
+    path.write_text('refresh = 5\n[sites.kko]\ndocker = "unix:///x.sock"\n')  # a config must watch something
     assert load(path).buckets is None  # a broken workspace is not dtmon's config: ignored, and said by `config check`
     out = run_dtmon("config", "check", "--config", str(path), env={"HOME": str(tmp_path)})
     assert out.returncode == 0

@@ -103,6 +103,12 @@ EDGES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_workflow_workspace(tmp_path_factory, monkeypatch):
+    """No ~/.config/workflow/workspace.yml: its Buckets URLs would count as something to watch."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
 @pytest.mark.parametrize("name", list(EDGES))
 def test_config_edge_is_one_line_naming_the_key_exit_2(tmp_path, capsys, name):
     text, key, expected = EDGES[name]
@@ -251,7 +257,7 @@ DOCUMENT = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(document=DOCUMENT)
 def test_any_values_give_a_config_or_one_config_error_line(document):
     with tempfile.TemporaryDirectory() as folder:
