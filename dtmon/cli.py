@@ -156,9 +156,10 @@ def cmd_tui(config: Config) -> int:
     from .app import DtmonApp
 
     from .screens.actions import app_class  # the action keys exist only when actions are allowed
+    from .signals import exit_status, run_app
 
-    app_class(DtmonApp, config)(config).run()
-    return EXIT_OK
+    # SIGTERM or SIGHUP (a closed SSH session) end it as `q` does, the terminal restored: exit 143 or 129.
+    return exit_status(run_app(app_class(DtmonApp, config)(config)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,22 +53,10 @@ def run_demo(serve_dir: Path | None) -> int:
             print(f"dtmon demo: the demo's own config is invalid: {exc}", file=sys.stderr)
             return 2
         if serve_dir is None:
-            app = DtmonApp(config, title_suffix="demo")
+            from ..signals import exit_status, run_app
 
-            def end_app(signum, frame) -> None:
-                # A closed SSH session or a kill: leave the app the normal way so the world is cleaned up.
-                def request() -> None:
-                    try:
-                        app.call_from_thread(app.exit)
-                    except RuntimeError:  # not running (yet or any more)
-                        stop.set()
-
-                threading.Thread(target=request, daemon=True).start()
-
-            for signum in (signal.SIGTERM, signal.SIGHUP):
-                previous[signum] = signal.signal(signum, end_app)
-            app.run()
-            return 0
+            # A closed SSH session or a kill ends the app the normal way: terminal restored, world cleaned up.
+            return exit_status(run_app(DtmonApp(config, title_suffix="demo")))
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
         print(f"dtmon demo: simulated world serving; config at {path}", flush=True)
