@@ -20,8 +20,10 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 
 from .config import Config
-from .format import COMPACT_BELOW, View, build_rows, columns, stack_key, summary
+from .format import COMPACT_BELOW, View, build_rows, columns, site_rows, stack_key, summary
 from .model import ServiceStatus, SiteStatus
+from .redact import config_secrets, scrub
+from .sanitize import clean
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, class_bindings, help_rows
 from .widgets.header import SiteBar
@@ -105,6 +107,7 @@ class DtmonApp(App):
         self._poll_timers: dict[str, Timer] = {}
         self._suspended = False
         self._deferred: set[str] = set()
+        self.secrets = config_secrets(config)  #: scrubbed from anything shown, crash reports included
 
     # -- layout ------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class DtmonApp(App):
         try:
             status, error = collector.poll(), None
         except Exception as exc:  # collectors should never raise; if one does, it is data, not a crash
-            status, error = None, f"{type(exc).__name__}: {exc}"
+            status, error = None, scrub(clean(f"{type(exc).__name__}: {exc}"), self.secrets)
         self.post_message(SitePolled(name, status, error, time.perf_counter() - started))
 
     def on_site_polled(self, message: SitePolled) -> None:
@@ -186,6 +189,13 @@ class DtmonApp(App):
             status = replace(previous, reachable=False, error=message.error, error_since=since)
         elif status.reachable and status.latency_ms is None:
             status = replace(status, latency_ms=round(message.seconds * 1000, 1))
+        try:  # data that cannot be shown is this site's error, with its last good data kept, never the app's end
+            site_rows(status, self.clock(), self.view)
+        except Exception as exc:  # noqa: BLE001
+            previous = self.sites[name]
+            since = previous.error_since if not previous.reachable and previous.error_since else self.clock()
+            error = scrub(clean(f"cannot show its answer: {type(exc).__name__}: {exc}"), self.secrets)
+            status = replace(previous, reachable=False, error=error, error_since=since)
         self.sites[name] = status
         self.polls += 1
         self.render_view()
@@ -205,6 +215,25 @@ class DtmonApp(App):
         deferred, self._deferred = self._deferred, set()
         for name in deferred:
             self.start_poll(name)
+
+    def _fatal_error(self) -> None:
+        """An unhandled exception ends the app (exit code 1, as Textual sets it) with a report that holds no
+        local variables (Textual's default shows them: URLs with passwords, server data) and no secret."""
+        import sys
+        import traceback
+
+        from rich.text import Text
+
+        self.bell()
+        kind, error, _tb = sys.exc_info()
+        lines = traceback.format_exception(error) if error is not None else ["unknown error\n"]
+        report = "".join(lines)
+        text = "\n".join(clean(line, 1000) for line in scrub(report, self.secrets).splitlines())
+        name = kind.__name__ if kind else "error"
+        self._exit_renderables.append(
+            Text(f"{text}\ndtmon: internal error ({name}); this is a bug, please report it with the lines above")
+        )
+        self._close_messages_no_wait()
 
     def on_unmount(self) -> None:
         for collector in self.collectors.values():

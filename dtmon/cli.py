@@ -159,7 +159,8 @@ def cmd_tui(config: Config) -> int:
     from .signals import exit_status, run_app
 
     # SIGTERM or SIGHUP (a closed SSH session) end it as `q` does, the terminal restored: exit 143 or 129.
-    return exit_status(run_app(app_class(DtmonApp, config)(config)))
+    app = app_class(DtmonApp, config)(config)
+    return exit_status(run_app(app)) or app.return_code or EXIT_OK  # 1 when it died of an unhandled exception
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ table shows and what changes between two polls can be tested without a terminal.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .model import (
@@ -305,6 +305,21 @@ def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
     return Row(site_key(site.name), "site", tuple(cells[c.key] for c in columns(view.compact)))
 
 
+def unique_rows(rows: Iterable[Row]) -> list[Row]:
+    """`rows` with every key unique: a repeated key gets "#2", "#3"... (a table cannot hold two rows under one
+    key, and server data can repeat anything: task ids, label sets, names)."""
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        key, number = row.key, 1
+        while key in seen:
+            number += 1
+            key = f"{row.key}#{number}"
+        seen.add(key)
+        out.append(row if key == row.key else replace(row, key=key))
+    return out
+
+
 def sort_services(services: Iterable[ServiceStatus]) -> list[ServiceStatus]:
     """Problems first (worst first), then by name."""
     return sorted(services, key=lambda s: (STATE_RANK.get(s.state, 9), s.service))
@@ -317,28 +332,46 @@ def build_rows(sites: Sequence[SiteStatus], now: datetime, view: View = View()) 
     shown unless the filter excludes all of it.
     """
     rows: list[Row] = []
-    folded_stacks = view.folded if not view.filter else frozenset()  # a filter shows every match
     for site in sites:
-        stale = not site.reachable and site.polled_at is not None
-        site_rows: list[Row] = []
-        for stack in site.stacks:
-            shown = [
-                s
-                for s in sort_services(stack.services)
-                if matches(s, view.filter) and (not view.problems_only or s.is_problem)
-            ]
-            if not shown:
-                continue
-            folded = stack_key(site.name, stack.name) in folded_stacks
-            site_rows.append(stack_row(site, stack, view, stale, folded))
-            if not folded:
-                site_rows.extend(service_row(s, now, view, stale) for s in shown)
-        site_matches = not view.filter or view.filter.lower() in site.name.lower()
-        site_is_problem = not site.reachable or (site.polled_at is None)
-        show_site = bool(site_rows) or (site_matches and (not view.problems_only or site_is_problem))
-        if show_site:
-            rows.append(site_row(site, now, view))
-            rows.extend(site_rows)
+        try:
+            rows.extend(site_rows(site, now, view))
+        except Exception as exc:  # noqa: BLE001 - one site's bad data is that site's error, never the app's end
+            rows.append(site_row(unshowable(site, exc), now, view))
+    return unique_rows(rows)
+
+
+def unshowable(site: SiteStatus, exc: BaseException) -> SiteStatus:
+    """`site` as unreachable, with no data, because what it answered cannot be shown (the reason says why)."""
+    from .sanitize import clean
+
+    error = clean(f"cannot show its data: {type(exc).__name__}: {exc}")
+    return replace(site, reachable=False, error=error, stacks=(), nodes=(), polled_at=None)
+
+
+def site_rows(site: SiteStatus, now: datetime, view: View = View()) -> list[Row]:
+    """The rows of one site (its own row first), or none when the view hides all of it."""
+    rows: list[Row] = []
+    folded_stacks = view.folded if not view.filter else frozenset()  # a filter shows every match
+    stale = not site.reachable and site.polled_at is not None
+    own: list[Row] = []
+    for stack in site.stacks:
+        shown = [
+            s
+            for s in sort_services(stack.services)
+            if matches(s, view.filter) and (not view.problems_only or s.is_problem)
+        ]
+        if not shown:
+            continue
+        folded = stack_key(site.name, stack.name) in folded_stacks
+        own.append(stack_row(site, stack, view, stale, folded))
+        if not folded:
+            own.extend(service_row(s, now, view, stale) for s in shown)
+    site_matches = not view.filter or view.filter.lower() in site.name.lower()
+    site_is_problem = not site.reachable or (site.polled_at is None)
+    show_site = bool(own) or (site_matches and (not view.problems_only or site_is_problem))
+    if show_site:
+        rows.append(site_row(site, now, view))
+        rows.extend(own)
     return rows
 
 
@@ -449,7 +482,7 @@ def task_rows(tasks: Sequence[TaskInfo], now: datetime) -> list[Row]:
             if history:
                 cells = tuple(Cell(c.text, MUTED, c.bold) for c in cells)
             rows.append(Row(task.id, "history" if history else "task", cells))
-    return rows
+    return unique_rows(rows)  # a task without an ID, or two with one, must not share a row
 
 
 def log_update(shown: Sequence[str], fetched: Sequence[str]) -> tuple[str, list[str]]:

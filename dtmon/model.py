@@ -57,11 +57,12 @@ class ServiceStatus:
     id: str | None = None  #: swarm service id (None when missing)
     update_message: str | None = None  #: the engine's word on a running or paused update
     update_paused: bool = False  #: the update (or its rollback) stopped and waits for someone to act
+    key_suffix: str = ""  #: "#<id>" only when another service of the site has the same swarm name
 
     @property
     def key(self) -> str:
-        """A stable id across polls."""
-        return f"{self.site}/{self.name}"
+        """A stable id across polls, unique within a snapshot (duplicate names are told apart by service id)."""
+        return f"{self.site}/{self.name}{self.key_suffix}"
 
     @property
     def is_problem(self) -> bool:
@@ -272,8 +273,10 @@ class FeedCheck:
 
     @property
     def key(self) -> str:
-        """A stable id across polls."""
-        return f"{self.name}/{self.target}"
+        """A stable id across polls: the query and the full label set (two label sets can display alike)."""
+        import json
+
+        return f"{self.name}/{json.dumps(self.labels, ensure_ascii=True, separators=(',', ':'))}"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
@@ -47,16 +48,35 @@ def is_growing(values: Sequence[int], steps: int = GROWING_STEPS) -> bool:
     return all(b >= a for a, b in zip(tail, tail[1:])) and tail[-1] > tail[0]
 
 
-def sparkline(values: Sequence[int], width: int = 12) -> str:
-    """The newest `width` values as block characters, scaled between their minimum and maximum."""
-    shown = list(values)[-width:]
-    if not shown:
-        return ""
-    low, high = min(shown), max(shown)
-    if high == low:
-        return _BLOCKS[0] * len(shown)
+def _float(value: float) -> float:
+    try:
+        return float(value)
+    except (OverflowError, TypeError, ValueError):
+        return math.nan
+
+
+def sparkline(values: Sequence[float], width: int = 12) -> str:
+    """The newest `width` values as block characters, scaled between their minimum and maximum.
+
+    A value that is not a finite number (NaN, ±inf, an int too large for a float) is a blank: a bad
+    sample must not take the chart, or the view drawing it, down.
+    """
+    shown = [_float(v) for v in list(values)[-width:]] if width > 0 else []
+    finite = [v for v in shown if math.isfinite(v)]
+    if not finite:
+        return " " * len(shown)
+    # Halved so that high - low cannot overflow to inf even for values near the float maximum.
+    low, high = min(finite) / 2, max(finite) / 2
     top = len(_BLOCKS) - 1
-    return "".join(_BLOCKS[round((v - low) / (high - low) * top)] for v in shown)
+    out = []
+    for v in shown:
+        if not math.isfinite(v):
+            out.append(" ")
+        elif high == low:
+            out.append(_BLOCKS[0])
+        else:
+            out.append(_BLOCKS[max(0, min(top, round((v / 2 - low) / (high - low) * top)))])
+    return "".join(out)
 
 
 def changes(values: Sequence[int]) -> list[int]:

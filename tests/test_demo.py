@@ -227,8 +227,8 @@ def test_detail_returns_tasks_and_logs(demo: Demo, clock: ManualClock) -> None:
     failed = [t for t in detail.tasks if t.state == "failed"]
     assert failed and all(t.error.startswith("task: non-zero exit") and t.exit_code for t in failed)
     assert detail.logs_error is None
-    assert list(detail.logs) == [line.text for line in demo.world.logs(svc, clock.now, 30)]
-    assert any("datatrail.inventory" in line for line in detail.logs)
+    assert [line.text for line in detail.logs] == [line.text for line in demo.world.logs(svc, clock.now, 30)]
+    assert any("datatrail.inventory" in line.text for line in detail.logs)
     assert any(line.text.startswith("Traceback") and line.stream == 2 for line in demo.world.logs(svc, clock.now, None))
 
 

@@ -85,7 +85,9 @@ def test_progress_rows_wide_and_compact():
 
 def test_feed_rows_put_failed_queries_then_bad_feeds_first():
     rows = feed_rows(report(feeds=(UP, PG_DOWN), errors=("deletion_done: bad_data: parse error",)))
-    assert [r.key for r in rows] == ["query/deletion_done", "feed/pg_up/instance=pg", "feed/targets_up/job=j instance=a:1"]
+    assert [r.key for r in rows] == [
+        "query/deletion_done", 'feed/pg_up/[["instance","pg"]]', 'feed/targets_up/[["instance","a:1"],["job","j"]]'
+    ]
     assert rows[0].cells[0].tone == ERROR and rows[0].cells[3].text == "deletion_done: bad_data: parse error"
     assert [c.text for c in rows[1].cells] == ["BAD", "pg_up", "0", "pg_up instance=pg: 0"]
     assert rows[2].cells[0].text == "ok" and rows[2].cells[0].tone == SUCCESS

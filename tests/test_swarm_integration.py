@@ -322,7 +322,7 @@ def test_collector_detail_has_task_history_errors_and_logs(world):
         assert all(t.error == "task: non-zero exit (1)" and t.exit_code == 1 for t in failed)
         assert all(t.slot == 1 and t.node for t in detail.tasks)
         assert detail.logs_error is None
-        assert any("inventory: cannot reach the datatrail database" in line for line in detail.logs), detail.logs
+        assert any("inventory: cannot reach the datatrail database" in line.text for line in detail.logs), detail.logs
         (missing,) = [s for s in status.services if s.name == world.missing[1]]
         assert collector.detail(missing).logs_error == "service is not deployed"
     finally:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from dtmon.collectors.swarm import ServiceDetail
 from dtmon.config import Config
 from dtmon.model import ServiceStatus, SiteStatus, StackStatus, TaskInfo
+from dtmon.sanitize import LogLine
 
 #: The frozen "now" of every TUI test.
 NOW = datetime(2026, 11, 25, 21, 40, 0, tzinfo=timezone.utc)
@@ -96,7 +97,7 @@ def tasks_for(service: ServiceStatus) -> ServiceDetail:
         TaskInfo(id="t-old", slot=1, node="frb-vsop", state="failed", desired_state="shutdown",
                  since=NOW - timedelta(minutes=3), error="task: non-zero exit (1)", message="started", exit_code=1),
     )
-    logs = tuple(f"{service.name} log line {i}" for i in range(1, 6))
+    logs = tuple(LogLine(f"{service.name} log line {i}") for i in range(1, 6))
     return ServiceDetail(tasks=tasks, logs=logs)
 
 

@@ -28,8 +28,10 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from .. import sanitize
 from ..config import BucketsConfig, Config
 from ..model import RUNNING, STATE_RANK, BucketsReport, BucketStatus, SiteStatus
+from ..redact import redact_url, scrub, url_secrets
 from ..workflow_env import TOKEN_HEADER, TOKEN_VARS, Token, find_token
 from .background import in_background
 
@@ -93,20 +95,21 @@ def parse_counts(name: str, data: Any) -> BucketStatus:
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object of counts, got {type(data).__name__}")
     if "error" in data and not all(key in data for key in COUNT_KEYS):
-        raise ValueError(f"the service answered an error: {str(data['error'])[:200]}")
+        raise ValueError(f"the service answered an error: {sanitize.clean(data['error'], 200)}")
     missing = [key for key in COUNT_KEYS if key not in data]
     if missing:  # read as 0 they would make a broken answer look like an empty, healthy queue
-        raise ValueError(f"missing {', '.join(repr(k) for k in missing)} in {str(data)[:80]}")
+        keys = ", ".join(sanitize.clean(k, 40) for k in list(data)[:8])
+        raise ValueError(f"missing {', '.join(repr(k) for k in missing)} (the answer has: {keys or 'nothing'})")
     counts: dict[str, int] = {}
     for key in (*COUNT_KEYS, "total"):
         value = data.get(key)
         if value is None and key == "total":
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"expected {key!r} to be a count, got {value!r}")
-        counts[key] = value
+        # A negative count, a fraction or a 10**4000 is the server's error, never a row (nor a float overflow
+        # in the rate, after seconds of big-integer arithmetic).
+        counts[key] = sanitize.count(value, key)
     total = counts.get("total", sum(counts[k] for k in COUNT_KEYS))
-    return BucketStatus(name=name, total=total, **{k: counts[k] for k in COUNT_KEYS})
+    return BucketStatus(name=sanitize.name(name), total=total, **{k: counts[k] for k in COUNT_KEYS})
 
 
 def _worst(states: Iterable[str]) -> str:
@@ -175,8 +178,10 @@ class BucketsCollector:
         self.cfg = cfg
         self.timeout = timeout
         self._transport = transport
-        self.last = BucketsReport(url=cfg.url, reachable=False, error="not polled yet")
+        self.last = BucketsReport(url=redact_url(cfg.url), reachable=False, error="not polled yet")
         self.token, self.token_note = find_token(cfg.token_env)
+        #: What no report may show: the passwords of the URLs (reports name a URL as redact_url shows it).
+        self._secrets = [secret for url in cfg.urls for secret in url_secrets(url)]
         #: The base URL in use: the first of `cfg.urls` that answered `HEAD /version` at the last look.
         self.active = cfg.url
         self._chosen_at: float | None = None  #: monotonic time of the last look; None: look before polling
@@ -196,7 +201,7 @@ class BucketsCollector:
         except Exception as exc:  # noqa: BLE001 - a poll never raises; the error is shown instead
             return self._failed(f"{self.active}: {type(exc).__name__}: {exc}")
         self.last = BucketsReport(
-            url=self.active,
+            url=redact_url(self.active),
             reachable=True,
             latency_ms=(time.monotonic() - started) * 1000.0,
             polled_at=datetime.now(timezone.utc),
@@ -219,8 +224,12 @@ class BucketsCollector:
 
     def _failed(self, error: str) -> BucketsReport:
         self._chosen_at = None  # the next poll looks for a base URL that answers again
-        self.last = replace(self.last, url=self.active, reachable=False, error=error)
+        self.last = replace(self.last, url=redact_url(self.active), reachable=False, error=self.shown(error))
         return self.last
+
+    def shown(self, text: str) -> str:
+        """`text` as it may be shown: clean of control sequences (it quotes the server), without a password."""
+        return scrub(sanitize.clean(text), self._secrets)
 
     def _needs_choice(self) -> bool:
         if len(self.cfg.urls) == 1:
@@ -338,6 +347,6 @@ def start_poll(config: Config) -> Callable[[float], BucketsReport | None]:
         collector.poll_blocking,
         failed=lambda message: collector._failed(f"{collector.active}: {message}"),
         late=lambda: replace(collector.last, reachable=False,
-                             error=f"{collector.active}: no answer within {config.timeout:g}s"),
+                             error=collector.shown(f"{collector.active}: no answer within {config.timeout:g}s")),
         name="poll-buckets",
     )

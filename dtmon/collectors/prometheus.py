@@ -20,8 +20,10 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import sanitize
 from ..config import Config, PrometheusConfig
 from ..model import PROGRESS_KINDS, FeedCheck, Progress, ProgressReport
+from ..redact import redact_url, scrub, url_secrets
 from .background import in_background
 
 #: A push older than this (seconds) is a problem by default (`[prometheus] max_push_age`): three missed
@@ -113,20 +115,40 @@ def _api_error(exc: Exception) -> str:
 
 
 def _number(raw: Any) -> float | None:
+    """A sample's value: None for NaN and ±Inf (PromQL's own), ValueError beyond any believable count."""
     try:
         value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return value if math.isfinite(value) else None
+    if not math.isfinite(value):
+        return None
+    if abs(value) > sanitize.MAX_COUNT:
+        raise ValueError(f"a value of {value:g} is beyond any believable number")
+    return value
+
+
+def _counts(per_site: dict[str, Any]) -> None:
+    """ValueError when a site's count of files is negative or not finite (a broken series or exporter)."""
+    for site, value in per_site.items():
+        values = value if isinstance(value, tuple) else (value,)
+        for number in values:
+            if not math.isfinite(number) or abs(number) > sanitize.MAX_COUNT:
+                raise ValueError(f"site {site}: the values sum to {number:g}, beyond any believable count")
+            if number < 0:
+                raise ValueError(f"site {site}: a count of files cannot be negative, got {number:g}")
 
 
 def _labels(metric: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The labels without __name__, sorted (already cleaned by `_metric`)."""
     return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__"))
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (TypeError, ValueError):  # a 5,000-digit int has no text
+        text = sanitize.describe_number(value)
+    return sanitize.clean(text if len(text) <= 60 else text[:57] + "...", 60)
 
 
 def _metric(series: dict[str, Any]) -> dict[str, str]:
@@ -136,7 +158,8 @@ def _metric(series: dict[str, Any]) -> dict[str, str]:
         return {}
     if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
         raise ValueError(f"malformed answer: a series' `metric` is {_short(metric)}, expected an object of labels")
-    return metric
+    # Label names and values are shown (targets, sites): clean them here, where they enter the model.
+    return {sanitize.name(k): sanitize.name(v) for k, v in metric.items()}
 
 
 def _sample(point: Any, key: str) -> Any:
@@ -249,7 +272,9 @@ class PrometheusCollector:
         self.timeout = timeout
         self.site_order = tuple(site_order)
         self.max_push_age = config.max_push_age if max_push_age is None else max_push_age
-        self.last = ProgressReport(config.url, reachable=False, error="not polled yet", window=config.window)
+        self.url = redact_url(config.url)  #: the URL as shown: without its password
+        self._secrets = url_secrets(config.url)
+        self.last = ProgressReport(self.url, reachable=False, error="not polled yet", window=config.window)
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -360,18 +385,26 @@ class PrometheusCollector:
         if len(jobs) > 1 and not results and len({str(e) for e in errors.values()}) == 1:
             # Every query got the same refusal (e.g. a proxy's 502): one problem, not one per query.
             return self._failed(str(errors[next(iter(jobs))]))
-        report = self._assemble(results, errors, at)
+        try:
+            report = self._assemble(results, errors, at)
+        except Exception as exc:  # noqa: BLE001 - the answers cannot be shown: this source's error, not a crash
+            return self._failed(f"cannot read the answers: {type(exc).__name__}: {exc}")
         report = replace(report, latency_ms=(time.monotonic() - started) * 1000)
         self.last = report
         return report
 
     def _failed(self, reason: str) -> ProgressReport:
-        report = replace(self.last, reachable=False, error=f"{self.config.url}: {reason}", query_errors=())
+        error = scrub(sanitize.clean(f"{self.url}: {reason}"), self._secrets)
+        report = replace(self.last, reachable=False, error=error, query_errors=())
         self.last = report
         return report
 
+    def _error_text(self, exc: BaseException | str) -> str:
+        """A query's error for people: one clean line (it may quote the server), no password."""
+        return scrub(sanitize.clean(str(exc)), self._secrets)
+
     def _assemble(self, results: dict[str, Any], errors: dict[str, BaseException], at: float) -> ProgressReport:
-        query_errors: dict[str, str] = {name: str(exc) for name, exc in errors.items()}
+        query_errors: dict[str, str] = {name: self._error_text(exc) for name, exc in errors.items()}
         values: dict[str, dict[str, float]] = {}
         histories: dict[str, dict[str, tuple[float, ...]]] = {}
         feeds: list[FeedCheck] = []
@@ -385,10 +418,17 @@ class PrometheusCollector:
                     feeds.extend(feed_checks(name, _vector(result), self.max_push_age))
                 else:
                     values[name] = _by_site(_vector(result))
-            except ValueError as exc:
-                query_errors[name] = str(exc)
-            except (TypeError, KeyError, IndexError, AttributeError) as exc:  # a shape the checks above missed
-                query_errors[name] = f"malformed answer: {type(exc).__name__}: {exc}"
+                if name.endswith("[range]"):
+                    _counts(histories[name.removesuffix("[range]")])
+                elif name in values:
+                    _counts(values[name])
+            except Exception as exc:  # noqa: BLE001 - bad data is that query's error, never the poll's end
+                values.pop(name, None)
+                if name.endswith("[range]"):
+                    histories.pop(name.removesuffix("[range]"), None)
+                if not isinstance(exc, ValueError):  # a shape the checks above missed
+                    exc = ValueError(f"malformed answer: {type(exc).__name__}: {exc}")
+                query_errors[name] = self._error_text(exc)
         seen = {site for per_site in (*values.values(), *histories.values()) for site in per_site}
         ordered = [s for s in self.site_order if s in seen] + sorted(seen - set(self.site_order))
         progress = []
@@ -402,7 +442,7 @@ class PrometheusCollector:
                     history = (*history, parts[0])
                 progress.append(derive(site, kind, *parts, window=self.config.window, history=history))
         return ProgressReport(
-            url=self.config.url,
+            url=self.url,
             reachable=True,
             polled_at=datetime.fromtimestamp(at, timezone.utc),
             window=self.config.window,
@@ -426,6 +466,6 @@ def start_poll(config: Config) -> Callable[[float], ProgressReport | None]:
         collector.poll,
         failed=collector._failed,
         late=lambda: replace(collector.last, reachable=False,
-                             error=f"{collector.config.url}: timed out after {config.timeout:g}s"),
+                             error=f"{collector.url}: timed out after {config.timeout:g}s"),
         name="poll-prometheus",
     )

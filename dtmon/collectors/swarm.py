@@ -9,6 +9,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .. import sanitize
+from ..redact import scrub, url_secrets
+from ..sanitize import LogLine
 from ..config import SiteConfig
 from ..model import (
     DEGRADED,
@@ -26,6 +29,9 @@ from ..model import (
 )
 
 STACK_LABEL = "com.docker.stack.namespace"
+
+#: More replicas than this is a server error, not a service (a swarm runs thousands of tasks, not billions).
+MAX_REPLICAS = 10**6
 
 #: Failed tasks younger than this count as "failed recently".
 RECENT_FAILURES = timedelta(minutes=10)
@@ -46,9 +52,9 @@ class SwarmError(Exception):
 # ---------------------------------------------------------------------------
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """An engine timestamp (RFC 3339 with up to nanoseconds) as an aware datetime."""
-    if not value or value.startswith("0001-01-01"):
+def parse_time(value: object) -> datetime | None:
+    """An engine timestamp (RFC 3339 with up to nanoseconds) as an aware datetime; None for anything else."""
+    if not isinstance(value, str) or not value or len(value) > 64 or value.startswith("0001-01-01"):
         return None
     text = value.rstrip("Z")
     offset = "+00:00"
@@ -66,11 +72,20 @@ def parse_time(value: str | None) -> datetime | None:
         return None
 
 
+def _dict(value: object) -> dict[str, Any]:
+    """A JSON object from the engine, or {} for anything else (a hostile answer's null, list or string)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _optional_int(value: object, what: str) -> int | None:
+    return None if value is None else sanitize.count(value, what, limit=2**31)
+
+
 def short_image(image: str | None) -> str | None:
     """repository:tag without the digest."""
     if not image:
         return None
-    return image.split("@", 1)[0]
+    return sanitize.name(str(image).split("@", 1)[0])
 
 
 def service_state(running: int, desired: int, update_state: str | None) -> str:
@@ -88,6 +103,8 @@ def service_state(running: int, desired: int, update_state: str | None) -> str:
 
 def service_mode(spec_mode: dict[str, Any]) -> str:
     """replicated, global, replicated-job or global-job."""
+    if not isinstance(spec_mode, dict):
+        return "unknown"
     for key, word in (
         ("Replicated", "replicated"),
         ("Global", "global"),
@@ -100,21 +117,24 @@ def service_mode(spec_mode: dict[str, Any]) -> str:
 
 
 def task_info(task: dict[str, Any], hostnames: dict[str, str]) -> TaskInfo:
-    """A TaskInfo from one engine task object."""
-    status = task.get("Status") or {}
-    container = status.get("ContainerStatus") or {}
-    node_id = task.get("NodeID") or ""
+    """A TaskInfo from one engine task object; every text cleaned, every number checked (ValueError)."""
+    status = _dict(task.get("Status"))
+    container = _dict(status.get("ContainerStatus"))
+    node_id = sanitize.name(task.get("NodeID") or "")
+    exit_code = container.get("ExitCode")
+    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int) or abs(exit_code) > 2**31):
+        raise ValueError(f"task exit code: expected a small integer, got {sanitize.describe_number(exit_code)}")
     return TaskInfo(
-        id=task.get("ID", ""),
-        slot=task.get("Slot"),
+        id=sanitize.name(task.get("ID") or ""),
+        slot=_optional_int(task.get("Slot"), "task slot"),
         node=hostnames.get(node_id, node_id[:12]),
-        state=status.get("State", "unknown"),
-        desired_state=task.get("DesiredState", "unknown"),
+        state=sanitize.name(status.get("State") or "unknown"),
+        desired_state=sanitize.name(task.get("DesiredState") or "unknown"),
         since=parse_time(status.get("Timestamp")),
-        error=status.get("Err") or None,
-        message=status.get("Message", ""),
-        container_id=container.get("ContainerID") or None,
-        exit_code=container.get("ExitCode"),
+        error=sanitize.clean_optional(status.get("Err")),
+        message=sanitize.clean(status.get("Message") or ""),
+        container_id=sanitize.clean_optional(container.get("ContainerID"), sanitize.MAX_NAME),
+        exit_code=exit_code,
     )
 
 
@@ -127,20 +147,24 @@ def build_stacks(
     """Every watched stack of `site`, in config order, each service sorted problems-first."""
     by_service: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for task in tasks:
-        by_service[task.get("ServiceID", "")].append(task)
+        if isinstance(task, dict):
+            by_service[str(task.get("ServiceID", ""))].append(task)
     deployed: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for svc in services:
-        labels = (svc.get("Spec") or {}).get("Labels") or {}
+        if not isinstance(svc, dict):
+            raise SwarmError("engine answered a service that is not a JSON object")
+        labels = _dict(_dict(svc.get("Spec")).get("Labels"))
         stack = labels.get(STACK_LABEL)
-        if stack in site.stacks:
+        if isinstance(stack, str) and stack in site.stacks:
             deployed[stack].append(svc)
     stacks = []
+    used: set[str] = set()  #: row keys of this site so far: two services with one name must not share a row
     for stack in site.stacks:
         compose = site.compose_services.get(stack, {})
         rows: list[ServiceStatus] = []
         seen: set[str] = set()
         for svc in deployed.get(stack, []):
-            row = _service_row(site.name, stack, svc, by_service.get(svc.get("ID", ""), []), now)
+            row = _service_row(site.name, stack, svc, by_service.get(str(svc.get("ID", "")), []), now)
             seen.add(row.service)
             if compose and row.service not in compose:
                 row = replace(row, expected=False)
@@ -164,67 +188,91 @@ def build_stacks(
                         failed_recent=0,
                     )
                 )
-        rows.sort(key=lambda r: (STATE_RANK[r.state], r.name))
+        rows = _unique_keys(rows, used)
+        rows.sort(key=lambda r: (STATE_RANK[r.state], r.name, r.key))
         stacks.append(StackStatus(stack, tuple(rows)))
     return tuple(stacks)
 
 
+def _unique_keys(rows: list[ServiceStatus], used: set[str]) -> list[ServiceStatus]:
+    """`rows` with a key suffix on each one whose key is taken (a duplicated service name, or a stack `a`'s
+    `a_b_c` next to stack `a_b`'s `c`): the service id, else "#missing", then a number until unique."""
+    out = []
+    for row in sorted(rows, key=lambda r: (r.id is None, r.name, r.id or "")):
+        if row.key in used:
+            base = f"#{row.id}" if row.id else f"#missing:{row.stack}"
+            suffix, number = base, 1
+            while replace(row, key_suffix=suffix).key in used:
+                number += 1
+                suffix = f"{base}#{number}"
+            row = replace(row, key_suffix=suffix)
+        used.add(row.key)
+        out.append(row)
+    return out
+
+
 def _service_row(site: str, stack: str, svc: dict[str, Any], tasks: list[dict[str, Any]], now: datetime) -> ServiceStatus:
-    spec = svc.get("Spec") or {}
-    name = spec.get("Name", "")
+    spec = _dict(svc.get("Spec"))
+    name = sanitize.name(spec.get("Name") or "")
     short = name[len(stack) + 1 :] if name.startswith(stack + "_") else name
     counts = svc.get("ServiceStatus")
     if not isinstance(counts, dict) or "RunningTasks" not in counts or "DesiredTasks" not in counts:
         # Without them every service would read 0/0, i.e. stopped and healthy.
-        raise SwarmError(f"engine did not report replica counts for {name or svc.get('ID', '?')} (API < 1.41?)")
-    running = int(counts["RunningTasks"])
-    desired = int(counts["DesiredTasks"])
-    update = svc.get("UpdateStatus") or {}
-    update_state = update.get("State")
+        raise SwarmError(
+            f"engine did not report replica counts for {name or sanitize.name(svc.get('ID') or '?')} (API < 1.41?)"
+        )
+    try:
+        running = sanitize.count(counts["RunningTasks"], "running tasks", limit=MAX_REPLICAS)
+        desired = sanitize.count(counts["DesiredTasks"], "desired tasks", limit=MAX_REPLICAS)
+    except ValueError as exc:
+        raise SwarmError(f"engine reported bad replica counts for {name or '?'}: {exc}") from None
+    update = _dict(svc.get("UpdateStatus"))
+    update_state = update.get("State") if isinstance(update.get("State"), str) else None
     error = error_at = None
     failed_recent = 0
     cutoff = now - RECENT_FAILURES
     for task in tasks:
-        status = task.get("Status") or {}
+        status = _dict(task.get("Status"))
         when = parse_time(status.get("Timestamp"))
         if status.get("Err") and when is not None and (error_at is None or when > error_at):
-            error, error_at = status["Err"], when
+            error, error_at = sanitize.clean(status["Err"]), when
         if status.get("State") in _FAILED_TASK_STATES and when is not None and when >= cutoff:
             failed_recent += 1
     update_message = None
     if update_state and update_state not in ("completed", "rollback_completed"):
-        update_message = f"update {update_state.replace('_', ' ')}" + (
-            f": {update['Message']}" if update.get("Message") else ""
+        update_message = f"update {sanitize.name(update_state).replace('_', ' ')}" + (
+            f": {sanitize.clean(update['Message'])}" if update.get("Message") else ""
         )
     return ServiceStatus(
         site=site,
         stack=stack,
         service=short,
         name=name,
-        mode=service_mode(spec.get("Mode") or {}),
+        mode=service_mode(spec.get("Mode")),
         running=running,
         desired=desired,
         state=service_state(running, desired, update_state),
-        image=short_image(((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image")),
+        image=short_image(_dict(_dict(spec.get("TaskTemplate")).get("ContainerSpec")).get("Image")),
         updated_at=parse_time(svc.get("UpdatedAt")),
         error=error,
         error_at=error_at,
         failed_recent=failed_recent,
-        id=svc.get("ID"),
+        id=sanitize.clean_optional(svc.get("ID"), sanitize.MAX_NAME),
         update_message=update_message,
         update_paused=update_state in _UPDATE_PAUSED,
     )
 
 
 def node_info(node: dict[str, Any]) -> NodeInfo:
-    spec = node.get("Spec") or {}
+    node = _dict(node)
+    spec = _dict(node.get("Spec"))
     return NodeInfo(
-        id=node.get("ID", ""),
-        hostname=(node.get("Description") or {}).get("Hostname", ""),
-        role=spec.get("Role", ""),
-        state=(node.get("Status") or {}).get("State", "unknown"),
-        availability=spec.get("Availability", ""),
-        leader=bool((node.get("ManagerStatus") or {}).get("Leader")),
+        id=sanitize.name(node.get("ID") or ""),
+        hostname=sanitize.name(_dict(node.get("Description")).get("Hostname") or ""),
+        role=sanitize.name(spec.get("Role") or ""),
+        state=sanitize.name(_dict(node.get("Status")).get("State") or "unknown"),
+        availability=sanitize.name(spec.get("Availability") or ""),
+        leader=bool(_dict(node.get("ManagerStatus")).get("Leader")),
     )
 
 
@@ -238,12 +286,16 @@ class ServiceDetail:
     """A service's tasks (with history) and the tail of its logs."""
 
     tasks: tuple[TaskInfo, ...]
-    logs: tuple[str, ...]
+    logs: tuple[LogLine, ...]  #: clean text and its SGR colours, nothing else of the raw line
     logs_error: str | None = None
 
 
 def describe_error(exc: BaseException) -> str:
-    """A one-line reason for a failed engine call."""
+    """A one-line reason for a failed engine call, clean of control characters (it may quote the engine)."""
+    return sanitize.clean(_describe_error(exc))
+
+
+def _describe_error(exc: BaseException) -> str:
     import docker.errors
     import requests
 
@@ -251,7 +303,7 @@ def describe_error(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, docker.errors.DockerException) and isinstance(exc.__cause__, requests.exceptions.RequestException):
         # docker-py wraps a failed API version negotiation ("Error while fetching server API version: ...").
-        return describe_error(exc.__cause__)
+        return _describe_error(exc.__cause__)
     if isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -263,7 +315,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, docker.errors.APIError):
         return f"engine said: {exc.explanation or exc}"
     if isinstance(exc, docker.errors.DockerException):
-        return str(exc).splitlines()[0]
+        return (str(exc).splitlines() or [""])[0]
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -353,7 +405,7 @@ class SwarmCollector:
             latency_ms=round(latency, 1),
             polled_at=now,
             stacks=build_stacks(self.site, services, tasks, now),
-            nodes=tuple(node_info(n) for n in nodes),
+            nodes=tuple(node_info(n) for n in nodes if isinstance(n, dict)),
         )
 
     def poll(self) -> SiteStatus:
@@ -365,7 +417,8 @@ class SwarmCollector:
             now = datetime.now(timezone.utc)
             previous = self.last
             since = previous.error_since if (not previous.reachable and previous.error_since) else now
-            status = replace(previous, reachable=False, error=describe_error(exc), error_since=since)
+            error = scrub(describe_error(exc), url_secrets(self.site.docker))
+            status = replace(previous, reachable=False, error=error, error_since=since)
         self.last = status
         return status
 
@@ -378,18 +431,23 @@ class SwarmCollector:
         client = self.client(self.timeout)
         hostnames = {n.id: n.hostname for n in self.last.nodes}
         raw = client.tasks(filters={"service": service.id})
+        if not isinstance(raw, list):
+            raise SwarmError("engine answered with something other than a list of tasks")
         tasks = sorted(
-            (task_info(t, hostnames) for t in raw),
+            (task_info(t, hostnames) for t in raw if isinstance(t, dict)),
             key=lambda t: (t.slot or 0, -(t.since.timestamp() if t.since else 0)),
         )
-        logs: tuple[str, ...] = ()
+        logs: tuple[LogLine, ...] = ()
         logs_error = None
         try:
             data = client.service_logs(
                 service.id, stdout=True, stderr=True, tail=log_lines, timestamps=False, is_tty=False
             )
             text = b"".join(data) if not isinstance(data, bytes) else data
-            logs = tuple(text.decode("utf-8", "replace").splitlines()[-log_lines:])
+            lines = text.decode("utf-8", "replace").split("\n")[-log_lines - 1 :]
+            if lines and not lines[-1]:
+                lines.pop()
+            logs = tuple(sanitize.log_line(line.removesuffix("\r")) for line in lines[-log_lines:])
         except Exception as exc:
             logs_error = describe_error(exc)
         return ServiceDetail(tasks=tuple(tasks), logs=logs, logs_error=logs_error)

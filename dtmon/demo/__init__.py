@@ -56,7 +56,9 @@ def run_demo(serve_dir: Path | None) -> int:
             from ..signals import exit_status, run_app
 
             # A closed SSH session or a kill ends the app the normal way: terminal restored, world cleaned up.
-            return exit_status(run_app(DtmonApp(config, title_suffix="demo")))
+            app = DtmonApp(config, title_suffix="demo")
+            # An app that died of an unhandled exception exits 1 (Textual's return code), not 0.
+            return exit_status(run_app(app)) or app.return_code or 0
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
         print(f"dtmon demo: simulated world serving; config at {path}", flush=True)

@@ -14,10 +14,12 @@ from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Log, Static
+from rich.text import Text
+from textual.widgets import Footer, RichLog, Static
 
 from ..format import STATE_TONE, TASK_COLUMNS, log_update, since, task_rows
 from ..model import ServiceStatus
+from ..sanitize import LogLine, clean
 from ..widgets.table import KeyedTable
 
 
@@ -28,6 +30,20 @@ class DetailFetched(Message):
     key: str
     detail: Any | None
     error: str | None
+
+
+def log_text(line: LogLine | str) -> Text:
+    """One log line for the screen: its clean text, coloured from the SGR parameters parsed out of it.
+
+    `LogLine.ansi()` holds nothing but the clean text and rebuilt SGR sequences, so Rich's ANSI decoder only
+    ever sees colours; a plain string (no colours known) is shown as it is, never as markup.
+    """
+    if isinstance(line, str):
+        return Text(clean(line), no_wrap=True, end="")
+    if not line.sgr:
+        return Text(line.text, no_wrap=True, end="")
+    text = Text.from_ansi(line.ansi(), no_wrap=True, end="")
+    return text if text.plain == line.text else Text(line.text, no_wrap=True, end="")
 
 
 class DetailScreen(Screen):
@@ -49,7 +65,7 @@ class DetailScreen(Screen):
         self.detail: Any | None = None
         self.error: str | None = None
         self.fetches = 0
-        self._log_lines: list[str] = []
+        self._log_lines: list[LogLine] = []
         self._in_flight = False
         self._timer: Timer | None = None
         self._summary: str | None = None
@@ -61,7 +77,7 @@ class DetailScreen(Screen):
         yield Static(Content("tasks"), classes="section", markup=False)
         yield KeyedTable(id="tasks")
         yield Static(Content("logs"), classes="section", id="logs-label", markup=False)
-        yield Log(id="logs", max_lines=1000, auto_scroll=True)
+        yield RichLog(id="logs", max_lines=1000, auto_scroll=True, markup=False, highlight=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -126,7 +142,7 @@ class DetailScreen(Screen):
         try:
             detail = self.collector.detail(service)
         except Exception as exc:  # shown on the screen, never a crash
-            self.post_message(DetailFetched(service.key, None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(DetailFetched(service.key, None, clean(f"{type(exc).__name__}: {exc}")))
         else:
             self.post_message(DetailFetched(service.key, detail, None))
 
@@ -147,12 +163,13 @@ class DetailScreen(Screen):
         if self.detail is not None:
             table.apply(task_rows(self.detail.tasks, now))
             how, lines = log_update(self._log_lines, self.detail.logs)
-            log = self.query_one("#logs", Log)
+            log = self.query_one("#logs", RichLog)
             if how == "replace":
                 log.clear()
                 self._log_lines = []
             if how != "same" and lines:
-                log.write_lines(lines)
+                for line in lines:
+                    log.write(log_text(line))
                 self._log_lines.extend(lines)
         problem = self.error or (self.detail.logs_error if self.detail is not None else None)
         text = "logs" if not problem else f"logs — {problem}"
@@ -169,7 +186,7 @@ class DetailScreen(Screen):
         self.fetch()
 
     def action_focus_logs(self) -> None:
-        self.query_one("#logs", Log).focus()
+        self.query_one("#logs", RichLog).focus()
 
     def action_focus_tasks(self) -> None:
         self.query_one("#tasks", KeyedTable).focus()

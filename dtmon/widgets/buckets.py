@@ -152,6 +152,7 @@ class BucketsPane(SourcePane):
 
     VIEW_TITLE = "buckets"
     SUMMARY_ID = "buckets-summary"
+    DATA_FIELDS = ("buckets",)
 
     DEFAULT_CSS = """
     BucketsPane { height: 1fr; }
@@ -189,7 +190,10 @@ class BucketsPane(SourcePane):
     def link(self, sites: Sequence[SiteStatus], now: datetime | None = None) -> None:
         """Judge the buckets' consumers against the sites' services and repaint what changed."""
         self.sites = tuple(sites)
-        report = link_consumers(self.raw, self.sites) if self.raw is not None else None
+        try:
+            report = link_consumers(self.raw, self.sites) if self.raw is not None else None
+        except Exception as exc:  # noqa: BLE001 - bad data is this source's error, never the app's end
+            report = self.unshowable(self.raw, exc)
         self.show(report, now or self.clock())
 
     def show(self, report: BucketsReport | None, now: datetime) -> None:

@@ -193,6 +193,7 @@ class ProgressPane(SourcePane):
 
     VIEW_TITLE = "progress"
     SUMMARY_ID = "progress-summary"
+    DATA_FIELDS = ("progress", "feeds", "query_errors")
 
     DEFAULT_CSS = """
     ProgressPane { height: 1fr; }

@@ -16,6 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from ..format import COMPACT_BELOW, Column, Row, since
+from ..sanitize import clean
 from .table import KeyedTable
 from .views import ViewBadge
 
@@ -131,19 +132,30 @@ class SourcePane(Vertical):
         self.post_message(self.Polled(report))
 
     def _failed(self, exc: Exception) -> Any:
-        return replace(self.collector.last, reachable=False, error=f"{type(exc).__name__}: {exc}")
+        return replace(self.collector.last, reachable=False, error=clean(f"{type(exc).__name__}: {exc}"))
 
     def on_source_pane_polled(self, message: Polled) -> None:
         message.stop()
         self._in_flight = False
         self.polls += 1
-        self.received(message.report)
+        try:
+            self.received(message.report)
+        except Exception as exc:  # noqa: BLE001 - an answer that cannot be shown is this source's error
+            self.received(self.unshowable(message.report, exc))
         if self.is_attached and self.app.is_running:
             self._timer = self.set_timer(self.refresh_seconds, self.poll_now, name=f"next poll {self.id}")
 
     def received(self, report: Any) -> None:
         """A poll's report arrived: show it."""
         raise NotImplementedError
+
+    #: The report's fields that hold the source's data (emptied when that data cannot be shown).
+    DATA_FIELDS: tuple[str, ...] = ()
+
+    def unshowable(self, report: Any, exc: Exception) -> Any:
+        """`report` as a failed poll without data, because turning its answer into rows raised `exc`."""
+        error = clean(f"cannot show its answer: {type(exc).__name__}: {exc}")
+        return replace(report, reachable=False, error=error, polled_at=None, **{f: () for f in self.DATA_FIELDS})
 
     # -- display -----------------------------------------------------------------------
 

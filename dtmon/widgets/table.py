@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from ..format import MUTED, Cell, Column, Row, RowDiff, diff_rows
+from ..format import MUTED, Cell, Column, Row, RowDiff, diff_rows, unique_rows
 
 
 class KeyedTable(DataTable):
@@ -77,7 +77,7 @@ class KeyedTable(DataTable):
 
     def apply(self, rows: Sequence[Row]) -> RowDiff:
         """Bring the table to `rows` with the fewest changes; returns what was done."""
-        rows = list(rows)
+        rows = unique_rows(rows)  # DataTable raises on a repeated key: never let server data end the app
         diff = diff_rows(self._rows, rows)
         if diff.empty:
             self._rows = rows
@@ -145,7 +145,7 @@ class KeyedTable(DataTable):
         self._first_cell.clear()
         for column, width in zip(self._columns, self._column_widths()):
             self.add_column(column.label, width=width, key=column.key)
-        rows = [r for r in (self._rows if rows is None else rows) if len(r.cells) == len(self._columns)]
+        rows = unique_rows(r for r in (self._rows if rows is None else rows) if len(r.cells) == len(self._columns))
         self._rows = rows
         self._by_key = {r.key: r for r in rows}
         for row in rows:
