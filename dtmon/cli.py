@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DEFAULT_QUERIES, Config, ConfigError, default_path, load, locate
+from .redact import redact_url, webhook_url
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -100,7 +101,7 @@ def describe(config: Config) -> str:
     """What `dtmon config check` prints: the config as understood."""
     lines = [f"config: {config.path}", f"refresh: {config.refresh:g}s  timeout: {config.timeout:g}s", "sites:"]
     for site in config.sites:
-        lines.append(f"  {site.name}: {site.docker}" + ("  (TLS)" if site.tls else ""))
+        lines.append(f"  {site.name}: {redact_url(site.docker)}" + ("  (TLS)" if site.tls else ""))
         for stack, file in site.stacks.items():
             services = ", ".join(site.compose_services.get(stack, {}))
             lines.append(f"    {stack}: {file}")
@@ -110,7 +111,7 @@ def describe(config: Config) -> str:
     lines.extend(_describe_buckets(config))
     if config.prometheus:
         prom = config.prometheus
-        lines.append(f"prometheus: {prom.url} window {prom.window}; a push older than {prom.max_push_age:g}s is a problem")
+        lines.append(f"prometheus: {redact_url(prom.url)} window {prom.window}; a push older than {prom.max_push_age:g}s is a problem")
         for name, query in prom.queries.items():
             if query != DEFAULT_QUERIES.get(name):
                 lines.append(f"  {name}: {query or '(off)'}")
@@ -118,6 +119,8 @@ def describe(config: Config) -> str:
     lines.append(
         f"actions: {'allowed' if d.allow else 'read-only'}; order {' -> '.join(d.order)}; core {d.core}; audit {d.audit}"
     )
+    if d.announce:
+        lines.append(f"  announce: {webhook_url(d.announce)}")
     return "\n".join(lines)
 
 
@@ -132,7 +135,7 @@ def _describe_buckets(config: Config) -> list[str]:
         except ValueError as exc:  # why the workspace's URLs were not offered
             return [f"buckets: not configured; the workflow workspace was not used: {exc}"]
         return []
-    lines = [f"buckets: {', then '.join(buckets.urls)} include {', '.join(buckets.include)}"]
+    lines = [f"buckets: {', then '.join(redact_url(url) for url in buckets.urls)} include {', '.join(buckets.include)}"]
     if buckets.workspace is not None:
         lines.append(f"  (offered by the workflow workspace {buckets.workspace}; a [buckets] table takes its place)")
     elif workspace_path().is_file():
@@ -147,8 +150,13 @@ def cmd_status(config: Config, as_json: bool) -> int:
     from .collectors.poll import snapshot
     from .report import render_json, render_text
 
+    from .sanitize import clean
+
     snap = snapshot(config)
-    print(render_json(snap) if as_json else render_text(snap))
+    if as_json:
+        print(render_json(snap))  # json.dumps escapes every control character (and all non-ASCII)
+    else:  # the collectors cleaned what the servers said; this is the last line of defence at the terminal
+        print("\n".join(clean(line, 4000) for line in render_text(snap).split("\n")))
     return EXIT_OK if snap.healthy else EXIT_PROBLEM
 
 

@@ -6,6 +6,9 @@ import json
 
 import httpx
 
+from ..redact import scrub, url_secrets, webhook_url
+from ..sanitize import clean
+
 
 class AnnounceError(Exception):
     """The announcement was not accepted; the message says why."""
@@ -17,8 +20,10 @@ def post(url: str, payload: str | dict, timeout: float = 10.0, transport: httpx.
     try:
         with httpx.Client(timeout=timeout, transport=transport) as client:
             response = client.post(url, content=body, headers={"Content-Type": "application/json"})
-    except httpx.HTTPError as exc:
-        raise AnnounceError(f"announcement to {url} failed: {type(exc).__name__}: {exc}") from None
+    except httpx.HTTPError as exc:  # the webhook's token is in its URL: shown as scheme + host only
+        reason = scrub(clean(f"{type(exc).__name__}: {exc}"), url_secrets(url, whole=True))
+        raise AnnounceError(f"announcement to {webhook_url(url)} failed: {reason}") from None
     if not response.is_success:
-        raise AnnounceError(f"announcement to {url} refused: HTTP {response.status_code} {response.text[:200]}")
+        body = scrub(clean(response.text[:200], 200), url_secrets(url, whole=True))
+        raise AnnounceError(f"announcement to {webhook_url(url)} refused: HTTP {response.status_code} {body}")
     return f"announced: HTTP {response.status_code}"

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..sanitize import clean
+
 START, STEP, OUTCOME = "start", "step", "outcome"
 
 
@@ -133,5 +135,6 @@ def render(records: list[dict[str, Any]], last: int | None = None) -> str:
         if outcome and outcome.get("states"):
             for where, state in outcome["states"].items():
                 lines.append(f"    left: {where}: {state}")
-        blocks.append("\n".join(lines))
+        # The log holds what servers and commands said (errors, names): shown clean of control sequences.
+        blocks.append("\n".join(clean(line, 4000) for line in lines))
     return "\n\n".join(blocks)

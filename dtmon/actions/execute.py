@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, parse_compose
+from ..sanitize import clean_lines
 from . import announce, gitrepo, restart
 from .audit import OUTCOME, START, STEP, AuditLog
 from .lock import ActionLock, lock_path, who
@@ -109,8 +110,9 @@ class RunResult:
 
 
 def _tail(text: str, limit: int = 1500) -> str:
+    """The end of a command's output, clean of control sequences (docker quotes the engine's errors)."""
     text = text.strip()
-    return text if len(text) <= limit else "..." + text[-limit:]
+    return clean_lines(text if len(text) <= limit else "..." + text[-limit:], limit + 200)
 
 
 class Executor:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..config import Config, SiteConfig
 from ..model import MISSING, UPDATING, ServiceStatus, SiteStatus, Snapshot
+from ..redact import webhook_url
+from ..sanitize import clean
 
 STACK_LABEL = "com.docker.stack.namespace"
 
@@ -143,7 +145,7 @@ class Plan:
             width = len(str(len(self.steps)))
             for index, step in enumerate(self.steps, 1):
                 lines.append(f"    {index:>{width}}. {step.command}")
-        return "\n".join(lines)
+        return "\n".join(clean(line, 4000) for line in lines)  # names and reasons may quote servers
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +304,7 @@ def plan_redeploy(
             f"{stack} is a core utility of the CHIME telescope: its downtime must be announced to the collaboration"
         )
         if deploy.announce:
-            notes.append(f"the announcement is POSTed to {deploy.announce} before the first removal")
+            notes.append(f"the announcement is POSTed to {webhook_url(deploy.announce)} before the first removal")
         else:
             notes.append("no announce webhook is configured: tell the collaboration yourself before confirming")
     else:
@@ -350,7 +352,7 @@ def plan_redeploy(
             Step(
                 ANNOUNCE,
                 "announce the downtime",
-                f"POST {deploy.announce}  # {payload['text']}",
+                f"POST {webhook_url(deploy.announce)}  # {payload['text']}",  # the token stays in `url`
                 site,
                 stack,
                 payload=json.dumps(payload, sort_keys=True),
