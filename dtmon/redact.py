@@ -94,7 +94,8 @@ def config_secrets(config) -> list[str]:
         found += url_secrets(site.docker)
     for source in (getattr(config, "buckets", None), getattr(config, "prometheus", None)):
         if source is not None:
-            found += url_secrets(source.url)
+            for url in getattr(source, "urls", None) or (source.url,):
+                found += url_secrets(url)
     deploy = getattr(config, "deploy", None)
     if deploy is not None and deploy.announce:
         found += url_secrets(deploy.announce, whole=True)
