@@ -25,10 +25,10 @@ from .model import ServiceStatus, SiteStatus
 from .redact import config_secrets, scrub
 from .sanitize import clean
 from .screens.detail import DetailScreen
-from .screens.help import HelpScreen, class_bindings, help_rows
+from .screens.help import HelpScreen, class_bindings, help_rows, key_name
 from .widgets.header import SiteBar
 from .widgets.line import Line
-from .widgets.table import ServicesTable
+from .widgets.table import KeyedTable, ServicesTable
 from .widgets.buckets import BucketsPane
 from .widgets.progress import ProgressPane
 from .widgets.views import Views
@@ -43,6 +43,10 @@ def stylesheet() -> Path:
     except ModuleNotFoundError:
         pass
     return Path(__file__).resolve().parent.parent / "styles" / "dtmon.tcss"
+
+
+#: How long a notice given at start (`notice=`) stays on screen.
+NOTICE_SECONDS = 30.0
 
 
 def utc_now() -> datetime:
@@ -74,6 +78,8 @@ class DtmonApp(App):
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter"),
         Binding("question_mark", "help", "Help", tooltip="This help"),
         Binding("q", "quit", "Quit", tooltip="Quit dtmon"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip="Quit dtmon"),
+        Binding("ctrl+c", "help_quit", show=False, system=True, tooltip="Say how to quit"),
         Binding("ctrl+z", "suspend_process", "Suspend", show=False,
                 tooltip="Suspend to the shell (fg resumes); polls pause meanwhile"),
     ]
@@ -86,9 +92,11 @@ class DtmonApp(App):
         collectors: Sequence[Any] | None = None,
         clock: Callable[[], datetime] | None = None,
         tick: float = 1.0,
+        notice: str | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        self.notice = notice  #: said in a notification once the app is up (e.g. why this is the demo world)
         self.clock = clock or utc_now
         self.tick_seconds = tick
         if collectors is None:
@@ -145,6 +153,8 @@ class DtmonApp(App):
         self.app_suspend_signal.subscribe(self, self._on_suspend)
         self.app_resume_signal.subscribe(self, self._on_resume)
         self.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
+        if self.notice:
+            self.notify(self.notice, timeout=NOTICE_SECONDS, markup=False)
 
     def _restyle(self) -> None:
         self.query_one(ServicesTable).restyle()
@@ -341,17 +351,23 @@ class DtmonApp(App):
         self.push_screen(HelpScreen(self.help_rows()))
 
     def help_rows(self) -> list[tuple[str, str, str]]:
-        """Every key of the dashboard, the services table and the detail screen."""
+        """Every key of the dashboard, its views and tables, and the detail screen."""
+        views = next(iter(self.query(Views)), None)
         return help_rows(
             [
                 ("Everywhere", class_bindings(DtmonApp)),
-                ("Views", class_bindings(Views)),
-                ("Services table", class_bindings(ServicesTable)),
+                ("Views", views.help_bindings() if views is not None else class_bindings(Views)),
+                ("Tables", [b for b in class_bindings(KeyedTable) if b.action != "select_cursor"]),
+                ("Services table", ServicesTable.BINDINGS),
                 ("Service detail", class_bindings(DetailScreen)),
                 ("Filter box", [Binding("enter", "submit", "Keep the filter and go back to the table")]),
-            ],
-            self.get_key_display,
+            ]
         )
+
+    def action_help_quit(self) -> None:
+        """ctrl+c: say which keys quit, the same the help screen lists (Textual's own words name only one)."""
+        keys = sorted({key_name(b) for b in class_bindings(type(self)) if b.action == "quit"}, key=len)
+        self.notify(f"Press {' or '.join(keys)} to quit dtmon", title="Do you want to quit?", markup=False)
 
     def toggle_fold(self, key: str) -> None:
         """Fold or unfold a stack (`stack:site/name`), or every stack of a site (`site:name`)."""

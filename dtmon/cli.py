@@ -32,6 +32,13 @@ Or look around a simulated Datatrail world first:
 """
 
 
+#: The notice `dtmon --or-demo` shows in the app when it opens the demo world for want of a config.
+NO_CONFIG_DEMO = (
+    "No dtmon config found (--config, $DTMON_CONFIG or {default}), so this is the demo world: simulated sites, "
+    "nothing real. The README's Configuration section says how to write one."
+)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # usage errors exit 2 with one line, as config errors do
         self.print_usage(sys.stderr)
@@ -51,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dtmon {__version__}")
     parser.add_argument(
         "--allow-actions", action="store_true", help="enable restarts and redeploys for this run (else [deploy] allow)"
+    )
+    parser.add_argument(
+        "--or-demo", action="store_true",
+        help="when no config is found, open the demo world instead, saying so in the app (what `make run` does)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -183,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dtmon: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if config is None and args.or_demo and args.command is None:
+        from .demo import run_demo
+
+        return run_demo(serve_dir=None, notice=NO_CONFIG_DEMO.format(default=default_path()))
     if config is None:
         print(NO_CONFIG.format(default=default_path()), file=sys.stderr)
         return EXIT_USAGE

@@ -20,8 +20,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run_demo(serve_dir: Path | None) -> int:
-    """Run the dashboard on the simulated world, or with `serve_dir` only serve it until interrupted."""
+def run_demo(serve_dir: Path | None, notice: str | None = None) -> int:
+    """Run the dashboard on the simulated world (saying `notice` in it), or with `serve_dir` only serve it."""
     from ..config import ConfigError, load
 
     if serve_dir is None:
@@ -56,7 +56,7 @@ def run_demo(serve_dir: Path | None) -> int:
             from ..signals import exit_status, run_app
 
             # A closed SSH session or a kill ends the app the normal way: terminal restored, world cleaned up.
-            app = DtmonApp(config, title_suffix="demo")
+            app = DtmonApp(config, title_suffix="demo", notice=notice)
             # An app that died of an unhandled exception exits 1 (Textual's return code), not 0.
             return exit_status(run_app(app)) or app.return_code or 0
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -380,7 +380,7 @@ class ActionsMixin:
     def help_rows(self: Any) -> list[tuple[str, str, str]]:
         from .help import help_rows
 
-        return super().help_rows() + help_rows([("Actions", ACTION_BINDINGS)], self.get_key_display)  # type: ignore[misc]
+        return super().help_rows() + help_rows([("Actions", ACTION_BINDINGS)])  # type: ignore[misc]
 
 
 _CLASSES: dict[type, type] = {}

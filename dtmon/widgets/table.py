@@ -26,6 +26,27 @@ class KeyedTable(DataTable):
     #: Semantic tones -> theme variables.
     TONES = {"error": "error", "warning": "warning", "success": "success"}
 
+    #: DataTable's keys in words an operator reads on the help screen; home/end move to the first/last row
+    #: (DataTable scrolls sideways with them when the cursor selects rows, which nobody expects).
+    BINDINGS = [
+        Binding("up", "cursor_up", "Up", show=False, tooltip="Move one row up / down"),
+        Binding("down", "cursor_down", "Down", show=False, tooltip="Move one row up / down"),
+        Binding("pageup", "page_up", "Page up", show=False, tooltip="Move a page up / down"),
+        Binding("pagedown", "page_down", "Page down", show=False, tooltip="Move a page up / down"),
+        Binding("home", "scroll_top", "First row", show=False, tooltip="Move to the first / last row"),
+        Binding("end", "scroll_bottom", "Last row", show=False, tooltip="Move to the first / last row"),
+        Binding("ctrl+home", "scroll_top", "First row", show=False, tooltip="The same as home / end"),
+        Binding("ctrl+end", "scroll_bottom", "Last row", show=False, tooltip="The same as home / end"),
+        Binding("left", "cursor_left", "Left", show=False,
+                tooltip="Scroll sideways (when the columns are wider than the screen)"),
+        Binding("right", "cursor_right", "Right", show=False,
+                tooltip="Scroll sideways (when the columns are wider than the screen)"),
+        Binding("ctrl+pageup", "page_left", "Page left", show=False,
+                tooltip="Scroll a page sideways (when the columns are wider than the screen)"),
+        Binding("ctrl+pagedown", "page_right", "Page right", show=False,
+                tooltip="Scroll a page sideways (when the columns are wider than the screen)"),
+    ]
+
     #: Width of the vertical scrollbar (see styles/dtmon.tcss) reserved when sizing the last column.
     SCROLLBAR = 1
 

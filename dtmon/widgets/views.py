@@ -8,7 +8,8 @@ so a problem in a hidden tab still shows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -41,7 +42,6 @@ class Views(Vertical):
         Binding("1", "show_view(0)", "View 1", show=False, tooltip="Show the services (first view)"),
         Binding("2", "show_view(1)", "View 2", show=False, tooltip="Show the second view (e.g. buckets)"),
         Binding("3", "show_view(2)", "View 3", show=False, tooltip="Show the third view (e.g. progress)"),
-        Binding("4", "show_view(3)", "View 4", show=False, tooltip="Show the fourth view"),
     ]
 
     def __init__(self, *children: Widget, id: str | None = "views") -> None:
@@ -86,6 +86,17 @@ class Views(Vertical):
                 view.styles.height = "1fr" if tabbed else ("40%" if len(extras) == 1 else f"{60 // len(extras)}%")
 
     # -- keys ------------------------------------------------------------------------
+
+    def help_bindings(self) -> list[Binding]:
+        """The keys of the views this dashboard has, each described by its view's title (for the help)."""
+        views = self.views
+        shown = []
+        for binding in self.BINDINGS:
+            match = re.fullmatch(r"show_view\((\d+)\)", binding.action)
+            if match and int(match.group(1)) < len(views):
+                title = self.title(views[int(match.group(1))])
+                shown.append(replace(binding, tooltip=f"Show the {title} view"))
+        return shown
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "show_view":
