@@ -1,34 +1,33 @@
-# The few commands people type. PYTHON picks .venv/bin/python when a venv exists beside the checkout.
-PYTHON ?= $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi)
+# The few commands people type. Everything runs from .venv, this checkout's own virtual environment, which
+# scripts/venv creates from Debian's /usr/bin/python3 (and updates when pyproject.toml changes): nothing is
+# ever installed into the system Python, the user's site-packages or elsewhere under $HOME.
+VENV_PYTHON := .venv/bin/python
 PYTEST_ARGS ?= -q
 CONFIG ?=
 
 .PHONY: run demo test bench screenshots install
 
-# dtmon installed (editable) unless it already imports.
+# .venv with dtmon installed (editable).
 install:
-	@$(PYTHON) -c "import dtmon.cli" 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check -e .
+	@scripts/venv >/dev/null
 
-# The dashboard when a config exists (CONFIG=path, $$DTMON_CONFIG, ~/.config/dtmon/config.toml), else the demo world.
+# The dashboard when a config exists (CONFIG=path, $$DTMON_CONFIG, ~/.config/dtmon/config.toml), else the demo
+# world, with a notice in the app saying why.
 run: install
-	@if $(PYTHON) -c "import sys; from dtmon.config import locate; sys.exit(locate('$(CONFIG)' or None) is None)"; then \
-		$(PYTHON) -m dtmon $(if $(CONFIG),--config $(CONFIG)); \
-	else \
-		echo "no dtmon config found: opening the demo world (see README for writing one)"; \
-		$(PYTHON) -m dtmon demo; \
-	fi
+	@$(VENV_PYTHON) -m dtmon $(if $(CONFIG),--config $(CONFIG)) --or-demo
 
 demo: install
-	$(PYTHON) -m dtmon demo
+	$(VENV_PYTHON) -m dtmon demo
 
-# Installs the test dependencies (Debian packages when root, pip), then runs every test.
+# Installs the test dependencies (Debian packages when root; pytest and its plugins into .venv; workflow-core
+# into .venv-workflow), then runs every test.
 test:
-	@if [ "$(SKIP_DEPS)" != 1 ]; then PYTHON=$(PYTHON) scripts/install-test-deps; fi
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	@if [ "$(SKIP_DEPS)" != 1 ]; then scripts/install-test-deps; else scripts/venv test >/dev/null; fi
+	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 # Figures against real engines (needs what `make test` installs): poll times, ratios to the docker CLI, bytes/min.
 bench: install
-	$(PYTHON) scripts/bench.py
+	$(VENV_PYTHON) scripts/bench.py
 
 screenshots: install
-	$(PYTHON) scripts/screenshots.py
+	$(VENV_PYTHON) scripts/screenshots.py

@@ -63,8 +63,9 @@ class Workflow:
 
 @pytest.fixture(scope="session")
 def workflow() -> Workflow:
-    """The official client, its venv prepared (once, cached) when missing; fails under CI if it cannot be."""
+    """The official client, its venv (.venv-workflow) prepared when missing; fails under CI if it cannot be."""
     env = dict(os.environ, PYTHON=sys.executable)
+    env["HOME"] = os.environ.get("DTMON_TEST_REAL_HOME") or env.get("HOME", "")  # pip's own config lives there
     try:
         result = subprocess.run([str(PREPARE)], capture_output=True, text=True, timeout=600, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
