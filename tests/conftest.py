@@ -12,14 +12,30 @@ Tests that change the world (pause or kill an engine) must put it back before th
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# The suite depends on nothing in the host's home and writes nothing there: an operator's
+# ~/.config/dtmon/config.toml, $DTMON_CONFIG or $DOCKER_HOST must not change what a test sees, and no
+# audit log may land in ~/.local/state. Set before dtmon is imported (its default audit path is
+# resolved at import). The real home stays known for pip, whose own config may live there.
+os.environ.setdefault("DTMON_TEST_REAL_HOME", os.environ.get("HOME", ""))
+_HOME = tempfile.mkdtemp(prefix="dtmon-test-home-")
+atexit.register(shutil.rmtree, _HOME, True)
+os.environ["HOME"] = _HOME
+for _var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "DTMON_CONFIG",
+             "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+    os.environ.pop(_var, None)
 
 from engines import Dockerd, require_engines, start_all, stop_all, write_config  # noqa: E402
 from testworld import COMPOSE, deploy_world  # noqa: E402

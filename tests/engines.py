@@ -503,6 +503,10 @@ class Dockerd:
         found += [f"mount {point}" for point in mounts_under(marker)]
         return found
 
+    def netns(self) -> list[Path]:
+        """The network namespaces this engine made (bind mounts under its exec root), e.g. netns/default."""
+        return [Path(point) for point in mounts_under(str(self.exec_root / "netns"))]
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -688,17 +692,6 @@ def stop_all(engines: Iterable[Dockerd]) -> None:
         thread.join()
     if errors:
         raise errors[0]
-
-
-def leftovers() -> list[str]:
-    """Processes and mounts that test engines may have left on the machine (for assertions)."""
-    found = []
-    for pid in _pids():
-        cmd = _cmdline(pid)
-        if "/tmp/dtm" in cmd and ("dockerd" in cmd or "containerd" in cmd):
-            found.append(f"process {pid}: {cmd[:120]}")
-    found += [f"mount {p}" for p in mounts_under("/tmp") if "/dtm" in p]
-    return found
 
 
 def clean_stale(base: str | Path = "/tmp", min_age: float = 120.0) -> list[Path]:

@@ -346,8 +346,12 @@ def test_engine_cleanup_after_a_crash_leaves_nothing_behind():
         }))
         engine.stack_deploy(compose, "datatrail-client")
         engine.wait_converged({"datatrail-client_replicator": (1, 1)})
-        # No host network device is made for overlay plumbing the tests never use.
-        assert not Path("/sys/class/net/docker_gwbridge").exists()
+        # No overlay plumbing the tests never use: this engine has no ingress or docker_gwbridge network
+        # (the host's docker_gwbridge device, if any, is shared by every swarm engine on the machine: not ours).
+        networks = {n["Name"] for n in engine.api("GET", "/networks")}
+        assert not networks & {"ingress", "docker_gwbridge"}, networks
+        netns = engine.netns()
+        assert netns, "the engine made no network namespace of its own"
         running = engine.leftovers()
         assert any("containerd-shim" in item for item in running), running
         assert any(item.startswith("mount ") for item in running), running  # netns/default nsfs
@@ -362,6 +366,7 @@ def test_engine_cleanup_after_a_crash_leaves_nothing_behind():
         engine.stop()
     assert engine.leftovers() == []
     assert not engine.dir.exists()
+    assert [path for path in netns if path.exists()] == []  # its network namespaces went with it
     from engines import proc_stat
 
     # Only this engine's: the session's world engines keep restarting a failing task meanwhile, and
