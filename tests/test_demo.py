@@ -465,13 +465,29 @@ def test_promql_subset() -> None:
             instant(broken, series, 1_800_000_000.0)
 
 
+def socket_dirs(pid: int) -> set[Path]:
+    """The /tmp/dtmon-demo-* dirs holding unix sockets that process `pid` has open (its world's)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    dirs = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[6] in inodes and fields[7].startswith("/tmp/dtmon-demo-"):
+            dirs.add(Path(fields[7]).parent)
+    return dirs
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_dashboard_demo_cleans_up_when_killed(signum: int) -> None:
     """A closed SSH session (SIGHUP) or a kill (SIGTERM) ends `dtmon demo` cleanly: no socket or dir left."""
-    import glob
     import pty
 
-    before = set(glob.glob("/tmp/dtmon-demo-*"))
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dtmon", "demo"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
@@ -494,11 +510,12 @@ def test_dashboard_demo_cleans_up_when_killed(signum: int) -> None:
     reader.start()
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (set(glob.glob("/tmp/dtmon-demo-*")) - before):
+        # Its own world's dir: other demos (other test workers, other users) may start theirs meanwhile.
+        while time.monotonic() < deadline and not socket_dirs(proc.pid):
             time.sleep(0.05)
-        created = set(glob.glob("/tmp/dtmon-demo-*")) - before
-        assert len(created) == 1, "the demo did not start its world"
-        world_dir = Path(created.pop())
+        created = socket_dirs(proc.pid)
+        assert len(created) == 1, f"the demo did not start its world: {created}"
+        world_dir = created.pop()
         while time.monotonic() < deadline and b"datatrail" not in screen:  # the dashboard drew the world
             time.sleep(0.05)
         assert b"datatrail" in screen
