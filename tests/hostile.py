@@ -1,0 +1,457 @@
+"""Hostile servers for tests: a Docker Engine API on a unix socket, and one HTTP server that is both a Buckets
+service and a Prometheus query API. Each answers with the data of its current `mode` (changeable while it
+runs), playing a server dtmon does not control: control sequences in names, duplicated keys, absurd numbers.
+
+    with HostileEngine(tmp_path / "e.sock", "escapes") as engine, HostileHttp("escapes") as http:
+        config = write_hostile_config(tmp_path, engine, http)
+
+A new case is a new entry in ENGINE_MODES / HTTP_MODES (each a function returning the answers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socketserver
+import struct
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+STACK_LABEL = "com.docker.stack.namespace"
+NOW = "2026-12-01T12:00:00.000000000Z"
+
+#: What the hostile data tries to make a terminal do; none of it may reach one.
+TITLE = "\x1b]0;pwned\x07"  # OSC 0: set the window title
+WIPE = "\x1b[2J"  # erase the screen
+CLIPBOARD = "\x1b]52;c;cHduZWQ=\x07"  # OSC 52: write the clipboard
+LINK = "\x1b]8;;file:///etc/passwd\x07click\x1b]8;;\x07"  # OSC 8: a hyperlink
+RESET = "\x1bc"  # RIS: reset the terminal
+C1_CSI = "\x9b2J"  # CSI as one C1 byte: erase the screen
+BIDI = "\u202egnp.exe"  # right-to-left override: "exe.png" reads as an image
+#: The injected sequences as bytes a terminal would receive (UTF-8), to look for in what dtmon writes.
+INJECTED = [s.encode() for s in ("\x1b]0;pwned", "\x1b]52;", "\x1b]8;;file:", "\x1bc", "\x9b", "\u202e")]
+
+#: A password that must never be shown.
+PASSWORD = "hunter2secret"
+
+
+# ---------------------------------------------------------------------------
+# The engine: answers as a Docker 20.10 manager would, with hostile content.
+# ---------------------------------------------------------------------------
+
+
+def service(sid: str, name: str, stack: str, running: Any = 1, desired: Any = 1, image: str = "busybox:1") -> dict:
+    return {
+        "ID": sid,
+        "Version": {"Index": 10},
+        "CreatedAt": NOW,
+        "UpdatedAt": NOW,
+        "Spec": {
+            "Name": name,
+            "Labels": {STACK_LABEL: stack},
+            "TaskTemplate": {"ContainerSpec": {"Image": image}},
+            "Mode": {"Replicated": {"Replicas": desired}},
+        },
+        "ServiceStatus": {"RunningTasks": running, "DesiredTasks": desired},
+    }
+
+
+def task(tid: str | None, sid: str, stack: str, state: str = "running", err: str | None = None, slot: int = 1) -> dict:
+    out = {
+        "ServiceID": sid,
+        "NodeID": "node1",
+        "Slot": slot,
+        "Labels": {STACK_LABEL: stack},
+        "Status": {"Timestamp": NOW, "State": state, "Message": state,
+                   "ContainerStatus": {"ContainerID": "c" * 64, "ExitCode": 1 if err else 0}},
+        "DesiredState": "running",
+    }
+    if tid is not None:
+        out["ID"] = tid
+    if err:
+        out["Status"]["Err"] = err
+    return out
+
+
+def node(hostname: str = "node-1") -> dict:
+    return {"ID": "node1", "Description": {"Hostname": hostname},
+            "Spec": {"Role": "manager", "Availability": "active"}, "Status": {"State": "ready"},
+            "ManagerStatus": {"Leader": True}}
+
+
+def _escapes() -> dict:
+    return {
+        "services": [
+            service("s1", f"dt_title_{TITLE}{WIPE}", "dt", image=f"img{WIPE}:tag{CLIPBOARD}"),
+            service("s2", f"dt_link_{LINK}", "dt", running=0, desired=1),
+        ],
+        "tasks": [task("t1", "s1", "dt"),
+                  task("t2", "s2", "dt", state="failed", err=f"boom {RESET} {C1_CSI} {BIDI}")],
+        "nodes": [node(f"node{TITLE}")],
+        "logs": [f"\x1b[31mred\x1b[0m plain {RESET} {CLIPBOARD} {C1_CSI} {TITLE} {LINK} {BIDI}", "second line"],
+    }
+
+
+def _duplicate_names() -> dict:
+    return {"services": [service("a1", "dt_same", "dt"), service("a2", "dt_same", "dt", running=0)],
+            "tasks": [task("t1", "a1", "dt"), task("t2", "a2", "dt", state="failed", err="second one fails")],
+            "nodes": [node()], "logs": ["ok"]}
+
+
+def _tasks_without_id() -> dict:
+    return {"services": [service("s1", "dt_svc", "dt", running=0, desired=2)],
+            "tasks": [task(None, "s1", "dt", state="failed", err="no id 1"),
+                      task(None, "s1", "dt", state="failed", err="no id 2", slot=2),
+                      task("dup", "s1", "dt", state="failed", err="dup id"),
+                      task("dup", "s1", "dt", state="failed", err="dup id again")],
+            "nodes": [node()], "logs": ["ok"]}
+
+
+def _stack_clash() -> dict:
+    # Stack `a` deployed `a_b_c` (service `b_c`); stack `a_b`'s compose file names `c`: both are "a_b_c".
+    return {"services": [service("x1", "a_b_c", "a")], "tasks": [task("t1", "x1", "a")], "nodes": [node()],
+            "logs": ["ok"]}
+
+
+def _huge_counts() -> dict:
+    return {"services": [service("s1", "dt_svc", "dt", running=10**4000, desired=10**4000)], "tasks": [],
+            "nodes": [node()], "logs": []}
+
+
+def _negative_counts() -> dict:
+    return {"services": [service("s1", "dt_svc", "dt", running=-5, desired=1)], "tasks": [], "nodes": [node()],
+            "logs": []}
+
+
+def _garbage() -> dict:
+    bad = service("s1", "dt_svc", "dt")
+    bad["Spec"]["TaskTemplate"] = None
+    bad["Spec"]["Mode"] = "replicated"
+    bad["UpdateStatus"] = ["not", "an", "object"]
+    return {"services": [bad], "tasks": ["not a task", {"ServiceID": "s1", "Status": None, "Slot": "one"}],
+            "nodes": [None, {"Description": None}], "logs": ["\x00\x01\x02 nul and friends"]}
+
+
+def _healthy() -> dict:
+    return {"services": [service("s1", "dt_svc", "dt")], "tasks": [task("t1", "s1", "dt")], "nodes": [node()],
+            "logs": ["all good"]}
+
+
+ENGINE_MODES: dict[str, Callable[[], dict]] = {
+    "healthy": _healthy,
+    "escapes": _escapes,
+    "duplicate-names": _duplicate_names,
+    "tasks-without-id": _tasks_without_id,
+    "stack-clash": _stack_clash,
+    "huge-counts": _huge_counts,
+    "negative-counts": _negative_counts,
+    "garbage": _garbage,
+}
+
+#: The stacks (and their compose services) each engine mode is watched with.
+ENGINE_STACKS: dict[str, dict[str, list[str]]] = {
+    "stack-clash": {"a": ["b_c"], "a_b": ["c"]},
+}
+DEFAULT_STACKS = {"dt": ["svc"]}
+
+
+class _EngineHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "HostileEngine"
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, body: bytes, content_type: str = "application/json", code: int = 200) -> None:
+        self.send_response(code)
+        self.send_header("Api-Version", "1.41")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path.startswith("/v1."):
+            path = "/" + path.split("/", 2)[2]
+        data = ENGINE_MODES[self.server.mode]()
+        self.server.requests += 1
+        if path == "/_ping":
+            self._send(b"OK", "text/plain")
+        elif path == "/version":
+            self._send(json.dumps({"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.24"}).encode())
+        elif path in ("/services", "/tasks", "/nodes"):
+            self._send(json.dumps(data[path[1:]]).encode())
+        elif path.startswith("/services/") and path.endswith("/logs"):
+            frames = b"".join(
+                struct.pack(">BxxxL", 1, len(payload)) + payload
+                for payload in ((line + "\n").encode("utf-8", "surrogatepass") for line in data["logs"])
+            )
+            self._send(frames, "application/vnd.docker.raw-stream")
+        else:
+            self._send(json.dumps({"message": "page not found"}).encode(), code=404)
+
+
+class HostileEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A Docker Engine API on a unix socket answering with ENGINE_MODES[mode]; a context manager."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, path: Path, mode: str = "healthy") -> None:
+        self.path = str(path)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        super().__init__(self.path, _EngineHandler)
+        self.mode = mode
+        self.requests = 0
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up mid-answer (a poll given up) is no news
+
+    def close(self) -> None:
+        self.shutdown()
+        self._thread.join()
+        self.server_close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def __enter__(self) -> "HostileEngine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# Buckets and Prometheus on one loopback HTTP server.
+# ---------------------------------------------------------------------------
+
+
+def _vector(series: list[tuple[dict, Any]]) -> dict:
+    return {"resultType": "vector", "result": [{"metric": m, "value": [1764590400, str(v)]} for m, v in series]}
+
+
+def _matrix(series: list[tuple[dict, list[Any]]]) -> dict:
+    return {"resultType": "matrix",
+            "result": [{"metric": m, "values": [[1764590400 + i * 60, str(v)] for i, v in enumerate(vs)]}
+                       for m, vs in series]}
+
+
+def _prom_default(query: str, ranged: bool, site: str = "chime") -> dict:
+    if ranged:
+        return _matrix([({"site": site}, [10, 20, 30])])
+    if query == "up":
+        return _vector([({"job": "node", "instance": "a:9100"}, 1)])
+    if "push_time" in query:
+        return _vector([({"job": "metric_pusher"}, 30)])
+    if query == "pg_up":
+        return _vector([({"instance": "pg"}, 1)])
+    return _vector([({"site": site}, 5)])
+
+
+def _http_healthy() -> dict:
+    return {"buckets": {"datatrail-ok": {"queued": 1, "running": 0, "success": 5, "failure": 0}},
+            "prometheus": lambda q, ranged: _prom_default(q, ranged)}
+
+
+def _http_escapes() -> dict:
+    def prom(query: str, ranged: bool) -> Any:
+        if "deletion_done" in query or "deletion_completed" in query:
+            return 400, {"status": "error", "errorType": "bad_data", "error": f"parse {RESET} error {C1_CSI} {TITLE}"}
+        if query == "up":
+            return _vector([({"job": f"scrape{CLIPBOARD}", "instance": f"host{LINK}"}, 0)])
+        return _prom_default(query, ranged, site=f"chime{WIPE}{BIDI}")
+
+    return {"buckets": {f"datatrail-title{TITLE}": {"queued": 3, "running": 0, "success": 1, "failure": 0},
+                        f"datatrail-bidi{BIDI}": {"queued": 0, "running": 0, "success": 1, "failure": 0}},
+            "prometheus": prom}
+
+
+def _http_bucket_error() -> dict:
+    return {"buckets": {"datatrail-ok": {"queued": 1, "running": 0, "success": 5, "failure": 0},
+                        "datatrail-error": {"error": f"no such bucket {RESET}{CLIPBOARD}"}},
+            "prometheus": lambda q, ranged: _prom_default(q, ranged)}
+
+
+def _http_huge() -> dict:
+    return {"buckets": {"datatrail-huge": {"queued": 10**4000, "running": 0, "success": 0, "failure": 0}},
+            "prometheus": lambda q, ranged: _vector([({"site": "chime"}, "1e300")]) if not ranged
+            else _matrix([({"site": "chime"}, ["1e308", "1e308"])])}
+
+
+def _http_negative() -> dict:
+    return {"buckets": {"datatrail-negative": {"queued": -5, "running": 0, "success": 0, "failure": 0}},
+            "prometheus": lambda q, ranged: _vector([({"site": "chime"}, -5)]) if not ranged
+            else _matrix([({"site": "chime"}, [-1, -2])])}
+
+
+def _http_duplicates() -> dict:
+    def prom(query: str, ranged: bool) -> Any:
+        if query == "up":  # the same series twice, and two label sets that display alike
+            return _vector([({"job": "a", "instance": "b"}, 1), ({"job": "a", "instance": "b"}, 0),
+                            ({"job": "a instance=b"}, 0), ({"job": "a\x1b", "instance": "b"}, 1),
+                            ({"job": "a^[", "instance": "b"}, 1)])
+        if ranged:  # two series of one site whose sum overflows to inf at every step
+            return _matrix([({"site": "chime", "x": "1"}, ["1e308"] * 3), ({"site": "chime", "x": "2"}, ["1e308"] * 3)])
+        return _vector([({"site": "chime", "x": "1"}, 5), ({"site": "chime", "x": "2"}, 6)])
+
+    counts = {"queued": 1, "running": 0, "success": 0, "failure": 0}
+    return {"buckets": {"datatrail-dup": counts, "datatrail-dup\x1b": counts, "datatrail-dup^[": counts},
+            "names": ["datatrail-dup", "datatrail-dup", "datatrail-dup\x1b", "datatrail-dup^["],
+            "prometheus": prom}
+
+
+def _http_error_500() -> dict:
+    return {"status": (500, f"Internal {TITLE} Error"), "body": f"<html>{RESET}{CLIPBOARD} {PASSWORD}</html>"}
+
+
+HTTP_MODES: dict[str, Callable[[], dict]] = {
+    "healthy": _http_healthy,
+    "escapes": _http_escapes,
+    "bucket-error": _http_bucket_error,
+    "huge": _http_huge,
+    "negative": _http_negative,
+    "duplicates": _http_duplicates,
+    "error-500": _http_error_500,
+}
+
+
+class _HttpHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "HostileHttp"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: bytes, reason: str | None = None, content_type: str = "application/json") -> None:
+        self.send_response_only(code, reason)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_response_only(self, code: int, message: str | None = None) -> None:
+        # The stdlib encodes the status line as latin-1 and would refuse the hostile reason phrase: write bytes.
+        if message is None:
+            message = self.responses.get(code, ("",))[0]
+        self.wfile.write(f"{self.protocol_version} {code} ".encode() + message.encode("utf-8") + b"\r\n")
+
+    def _json(self, data: Any, code: int = 200) -> None:
+        self._send(code, json.dumps(data).encode())
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        self._answer(url.path, params)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        params = {k: v[-1] for k, v in parse_qs(body).items()}
+        self._answer(urlsplit(self.path).path, params)
+
+    def _answer(self, path: str, params: dict[str, str]) -> None:
+        data = HTTP_MODES[self.server.mode]()
+        self.server.requests += 1
+        if "status" in data:
+            code, reason = data["status"]
+            self._send(code, data["body"].encode(), reason, "text/html")
+            return
+        if path == "/version":
+            self._json({"version": "hostile"})
+        elif path == "/status/pipelines":
+            self._json(data.get("names") or list(data["buckets"]))
+        elif path.startswith("/status/details/"):
+            from urllib.parse import unquote
+
+            name = unquote(path[len("/status/details/"):])
+            bucket = data["buckets"].get(name)
+            self._json(bucket if bucket is not None else {"error": "not found"})
+        elif path in ("/api/v1/query", "/api/v1/query_range"):
+            answer = data["prometheus"](params.get("query", ""), path.endswith("_range"))
+            code, payload = answer if isinstance(answer, tuple) else (200, {"status": "success", "data": answer})
+            self._json(payload, code)
+        else:
+            self._json({"error": "not found"}, 404)
+
+
+class HostileHttp(ThreadingHTTPServer):
+    """A Buckets service and a Prometheus query API on 127.0.0.1 answering with HTTP_MODES[mode]."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, mode: str = "healthy") -> None:
+        super().__init__(("127.0.0.1", 0), _HttpHandler)
+        self.mode = mode
+        self.requests = 0
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up mid-answer (a poll given up) is no news
+
+    @property
+    def url(self) -> str:
+        """The base URL, with a password in its userinfo: it must never be shown."""
+        return f"http://alice:{PASSWORD}@127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self._thread.join()
+        self.server_close()
+
+    def __enter__(self) -> "HostileHttp":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def write_hostile_config(directory: Path, engine: HostileEngine, http: HostileHttp | None = None,
+                         stacks: dict[str, list[str]] | None = None, refresh: float = 0.5,
+                         timeout: float = 3.0, announce: str = "") -> Path:
+    """A dtmon config watching `engine` (site `hostile`) and, with `http`, its Buckets and Prometheus."""
+    stacks = stacks or ENGINE_STACKS.get(engine.mode, DEFAULT_STACKS)
+    lines = [f"refresh = {refresh}", f"timeout = {timeout}", "", "[sites.hostile]",
+             f"docker = {json.dumps(engine.url)}", "[sites.hostile.stacks]"]
+    for stack, services in stacks.items():
+        compose = directory / f"{stack}.yml"
+        compose.write_text("services:\n" + "".join(f"  {s}:\n    image: busybox:1\n" for s in services))
+        lines.append(f"{json.dumps(stack)} = {json.dumps(str(compose))}")
+    if http is not None:
+        lines += ["", "[buckets]", f"url = {json.dumps(http.url)}", 'include = ["*"]',
+                  "", "[prometheus]", f"url = {json.dumps(http.url)}"]
+    if announce:
+        lines += ["", "[deploy]", f"announce = {json.dumps(announce)}"]
+    path = directory / "hostile.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def unsafe_in(text: str) -> list[str]:
+    """The characters in `text` that a terminal would act on (C0 but tab and newline, DEL, C1, bidi)."""
+    return sorted({c for c in text if (ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F
+                   or 0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069})
