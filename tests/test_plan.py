@@ -272,6 +272,27 @@ def test_missing_stack_is_noted_and_still_removed_so_reruns_converge():
     assert any("not deployed now" in n for n in plan.notes)
 
 
+def test_a_partly_deployed_stack_is_deployed_in_the_core_plans_notes():
+    # gbo's client stack runs without one compose service: `docker stack ls` lists it, so removing it matters.
+    snap = make_snapshot(missing=(("kko", "datatrail-client"),))
+    sites = []
+    for site in snap.sites:
+        if site.name == "gbo":
+            stacks = tuple(
+                StackStatus(st.name, (service("gbo", st.name, "missing_one", MISSING), *st.services))
+                for st in site.stacks
+            )
+            site = replace(site, stacks=stacks)
+        sites.append(site)
+    snap = replace(snap, sites=tuple(sites))
+    gbo_client = next(st for st in snap.site("gbo").stacks if st.name == "datatrail-client")
+    assert gbo_client.state == MISSING  # its worst service's state, which once made it "not deployed"
+    plan = plan_redeploy(make_config(), snap, "chime", "datatrail", clean_repos())
+    assert plan.ok, plan.refusal
+    not_deployed = [n for n in plan.notes if "not deployed now" in n]
+    assert not_deployed == ["datatrail-client at kko is not deployed now: removing it changes nothing"]
+
+
 def test_plan_text_shows_every_command_and_the_commit():
     plan = plan_redeploy(make_config(), make_snapshot(), "kko", "datatrail-client", clean_repos())
     text = plan.text()

@@ -247,7 +247,7 @@ def _deployed(snapshot: Snapshot, site: str, stack: str) -> bool:
         return False
     for s in status.stacks:
         if s.name == stack:
-            return s.state != MISSING
+            return s.deployed  # any service deployed: a stack missing one compose service is still deployed
     return False
 
 
