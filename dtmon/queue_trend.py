@@ -152,10 +152,15 @@ class QueueHistory:
         recent = [s for s in series if newest - s[0] <= self.rate_window]
         rate = rate_per_hour(recent)
         values = tuple(q for _, q in series)
+        growing = is_growing(values)
+        if growing and (rate is None or rate <= 0):
+            # A fall before the rise (early in a session, few samples) drags the window's slope below zero:
+            # a queue marked growing is shown with the rate of its rise, never a negative one.
+            rate = rate_per_hour(series[-(GROWING_STEPS + 1) :])
         return replace(
             bucket,
             history=values,
             rate_per_hour=rate,
             eta_seconds=eta_seconds(bucket.queued, rate),
-            growing=is_growing(values),
+            growing=growing,
         )

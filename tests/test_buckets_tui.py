@@ -138,3 +138,21 @@ async def test_filter_key_on_the_buckets_tab_brings_the_services_back(buckets_se
         await pilot.press("slash")
         assert app.query_one(ServicesTable).display and not pane.display
         assert app.focused is app.query_one("#filter")
+
+
+async def test_at_120_columns_every_bucket_column_fits_and_the_consumer_reads_whole(buckets_server):
+    # The wide columns need ~153 cells: at 120 they ran off the right edge and the state read "runn".
+    seed(buckets_server)
+    app = make_app(buckets_server.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(BucketsPane)
+        await until(pilot, lambda: pane.polls >= 1 and app.polls >= 2)
+        await pilot.pause()
+        table = pane.table
+        if not pane.display:
+            await pilot.press("2")
+            await pilot.pause()
+        used = sum(column.get_render_width(table) for column in table.columns.values())
+        assert used <= table.size.width, (used, table.size.width)
+        assert cell(table, INVENTORY, "consumer") == "down chime/inventory"
+        assert cell(table, KKO, "consumer") == "kko/replicator"

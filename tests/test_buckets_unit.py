@@ -11,6 +11,7 @@ import pytest
 from dtmon.collectors.buckets import consumer_for, link_consumers, parse_counts, select
 from dtmon.config import ConfigError, load
 from dtmon.model import (
+    CRASHLOOP,
     DEGRADED,
     DOWN,
     MISSING,
@@ -81,7 +82,11 @@ def test_select_keeps_names_matching_any_glob_sorted_once():
         ("datatrail-replicator-chime-minoc", "chime/datatrail-client_replicator"),
         ("datatrail-replica-heal", "*/datatrail-client_*_healer"),
         ("datatrail-state-updater", "*/datatrail-daemons_state_updater"),
-        ("datatrail-unregistered-datasets", None),
+        ("datatrail-unregistered-datasets", "*/datatrail-client_reattempt_unregistered"),  # the operations page
+        ("datatrail-deleter-kko", None),  # named in the workflow repo, consumer not documented
+        ("datatrail-registration", None),
+        ("datatrail-register-dataset", None),
+        ("datatrail-deletion-notifications", None),
         ("datatrail-replicator-kko-minoc-extra", None),
     ],
 )
@@ -199,9 +204,32 @@ def test_healers_at_every_site_consume_the_heal_bucket_and_the_worst_counts():
     assert linked.problem == "3 queued, consumer not running: kko/datatrail-client_deletion_healer degraded"
 
 
-def test_bucket_without_consumer_is_never_judged():
-    linked = link_consumers(report(bucket("datatrail-unregistered-datasets", 4)), [site("chime")]).buckets[0]
-    assert linked.consumer is None and linked.consumer_state is None and linked.problem is None
+def test_several_consumers_one_stopped_is_a_problem_naming_that_sites_consumer():
+    # deletion_healer scaled to 0 at kko: the heal works tagged for kko wait, however well the rest run.
+    sites = [
+        site("chime", ("datatrail-client_replication_healer", RUNNING), ("datatrail-client_deletion_healer", RUNNING)),
+        site("kko", ("datatrail-client_replication_healer", RUNNING), ("datatrail-client_deletion_healer", STOPPED)),
+    ]
+    linked = link_consumers(report(bucket("datatrail-replica-heal", 3)), sites).buckets[0]
+    assert linked.consumer_state == STOPPED
+    assert linked.problem == "3 queued, consumer not running: kko/datatrail-client_deletion_healer stopped"
+    # A crash-looping consumer too, even when its replica happens to run; and nothing waiting, no problem.
+    sites[0] = site("chime", ("datatrail-client_replication_healer", CRASHLOOP),
+                    ("datatrail-client_deletion_healer", RUNNING))
+    linked = link_consumers(report(bucket("datatrail-replica-heal", 3)), sites).buckets[0]
+    assert linked.problem == ("3 queued, consumer not running: chime/datatrail-client_replication_healer crashloop, "
+                              "kko/datatrail-client_deletion_healer stopped")
+    assert link_consumers(report(bucket("datatrail-replica-heal", 0)), sites).buckets[0].problem is None
+
+
+def test_a_bucket_with_work_and_no_known_consumer_says_to_map_it():
+    linked = link_consumers(report(bucket("datatrail-registration", 4)), [site("chime")]).buckets[0]
+    assert linked.consumer is None and linked.consumer_state is None
+    assert linked.problem == "4 queued, consumer unknown: map it in [buckets.consumers]"
+    empty = link_consumers(report(bucket("datatrail-registration", 0)), [site("chime")]).buckets[0]
+    assert empty.problem is None  # nothing waits: nothing to say
+    text = render_text(Snapshot(T0, (site("chime"),), buckets=report(linked)))
+    assert "datatrail-registration!" in text and "unknown" in text
 
 
 def test_snapshot_problems_include_bucket_problems_and_an_unreachable_source():
@@ -296,6 +324,18 @@ def test_history_forgets_vanished_buckets_and_bounds_its_samples():
     assert [q for _, q in history.samples("a")] == [2, 3, 4]
     history.record(report(bucket("a", 5, None), when=T0 + timedelta(seconds=9)))
     assert history.samples("b") == ()
+
+
+def test_a_growing_queue_never_shows_a_negative_rate():
+    # Early in a session: one big drop, then three rises. The window's slope is negative, yet the queue grows.
+    history = QueueHistory()
+    for minute, queued in enumerate([500, 10, 20, 30, 40]):
+        out = history.record(report(bucket("a", queued, None), when=T0 + timedelta(minutes=minute)))
+    (grow,) = out.buckets
+    assert grow.growing
+    assert grow.rate_per_hour == pytest.approx(600.0)  # the rise: +10 a minute
+    assert grow.eta_seconds is None
+    assert rate_per_hour([(i * 60.0, q) for i, q in enumerate([500, 10, 20, 30, 40])]) < 0  # what it showed
 
 
 def test_rate_uses_only_the_recent_window():

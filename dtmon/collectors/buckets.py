@@ -14,6 +14,12 @@ defaults, which follow Datatrail's naming:
   carry a site, so a healer down anywhere stalls part of the queue)
 - `datatrail-state-updater` -> `*/datatrail-daemons_state_updater` (wherever the daemons stack is watched:
   chime)
+- `datatrail-unregistered-datasets` -> `*/datatrail-client_reattempt_unregistered` (the operations page: it
+  performs the works of that results database, at every site)
+
+Datatrail's other buckets (`datatrail-deleter-{site}`, `datatrail-registration`, `datatrail-register-dataset`,
+`datatrail-deletion-notifications`) have no documented consumer: with work waiting they are shown as
+"consumer unknown", a problem until `[buckets.consumers]` maps them.
 """
 
 from __future__ import annotations
@@ -50,7 +56,11 @@ _DEFAULT_CONSUMERS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"datatrail-replicator-(?P<site>[A-Za-z0-9_.]+)-minoc"), "{site}/datatrail-client_replicator"),
     (re.compile(r"datatrail-replica-heal"), "*/datatrail-client_*_healer"),
     (re.compile(r"datatrail-state-updater"), "*/datatrail-daemons_state_updater"),
+    (re.compile(r"datatrail-unregistered-datasets"), "*/datatrail-client_reattempt_unregistered"),
 )
+
+#: The problem of a bucket with work waiting that no known service consumes.
+UNKNOWN_CONSUMER = "consumer unknown: map it in [buckets.consumers]"
 
 
 class BucketsError(Exception):
@@ -113,7 +123,8 @@ def parse_counts(name: str, data: Any) -> BucketStatus:
 
 
 def _worst(states: Iterable[str]) -> str:
-    return min(states, key=lambda s: STATE_RANK.get(s, -1))
+    """The worst consumer state: anything but running (stopped included: a consumer scaled to 0 does no work)."""
+    return min(states, key=lambda s: (s == RUNNING, STATE_RANK.get(s, -1)))
 
 
 def consumer_services(pattern: str, sites: Iterable[SiteStatus]) -> tuple[tuple[str, str], ...] | None:
@@ -144,8 +155,9 @@ def consumer_services(pattern: str, sites: Iterable[SiteStatus]) -> tuple[tuple[
 def link_consumers(report: BucketsReport, sites: Iterable[SiteStatus]) -> BucketsReport:
     """The report with each bucket's consumer state and problem filled in from the sites' services.
 
-    A bucket with work queued whose consumer is not running (down, degraded, missing, stopped, ...) is a
-    problem. A consumer on a site that is not watched here has an unknown state and is not judged.
+    A bucket with work queued is a problem when any of its consumers is not running (down, degraded, crash
+    loop, missing, stopped: each is named with its site), or when no consumer is known for it at all. A
+    consumer on a site that is not watched here has an unknown state and is not judged.
     """
     sites = tuple(sites)
     linked = []
@@ -162,6 +174,8 @@ def link_consumers(report: BucketsReport, sites: Iterable[SiteStatus]) -> Bucket
             bad = [f"{key} {s}" for key, s in matches if s != RUNNING]
             who = ", ".join(bad) if bad else f"{bucket.consumer} missing"
             problem = f"{bucket.queued} queued, consumer not running: {who}"
+        elif bucket.queued > 0 and not bucket.consumer:
+            problem = f"{bucket.queued} queued, {UNKNOWN_CONSUMER}"
         linked.append(replace(bucket, consumer_state=state, consumers=matches, problem=problem))
     return replace(report, buckets=tuple(linked))
 

@@ -41,6 +41,9 @@ COMPACT_COLUMNS = (
     Column("consumer", "consumer", 0),
 )
 
+#: Below this width the wide columns leave the consumer too little room (at 120 its state read "runn").
+WIDE_NEEDS = sum(c.width + 2 for c in WIDE_COLUMNS if c.width) + 2 + 24 + 1
+
 #: Marks in front of a bucket's name.
 PROBLEM_MARK, GROWING_MARK = "!", "▲"
 
@@ -80,13 +83,15 @@ def bucket_row(bucket: BucketStatus, compact: bool, stale: bool, prefix: str = "
     trend_width = next(c.width for c in bucket_columns(compact) if c.key == "trend")
     rate = bucket.rate_per_hour
     consumer = bucket.consumer or "—"
+    if not bucket.consumer and bucket.problem:  # work waiting, nobody known to do it
+        consumer = "unknown: map it in [buckets.consumers]"
     if bucket.consumer and compact:
         consumer = short_consumer(bucket.consumer)
     if bucket.consumer and len(bucket.consumers) > 1:
         consumer = f"{consumer} ({len(bucket.consumers)})"
-    state = bucket.consumer_state or ("?" if bucket.consumer else "")
+    state = bucket.consumer_state or ("?" if bucket.consumer or bucket.problem else "")
     state_tone = ERROR if bucket.problem else STATE_TONE.get(state)
-    if compact and bucket.consumer and state != RUNNING:
+    if compact and (bucket.consumer or bucket.problem) and state != RUNNING:
         consumer = f"{state} {consumer}"
     cells = {
         "bucket": Cell(f"{mark} {name}", ERROR if bucket.problem else WARNING if bucket.growing else None,
@@ -131,7 +136,7 @@ def buckets_summary(report: BucketsReport | None, now: datetime) -> tuple[str, s
     parts = [f"buckets {report.url}", f"{len(report.buckets)} queues",
              f"{queued} queued"]
     if problems:
-        parts.append(f"{PROBLEM_MARK} {problems} with work waiting and the consumer not running")
+        parts.append(f"{PROBLEM_MARK} {problems} with work waiting and a consumer not running or unknown")
     if growing:
         parts.append(f"{GROWING_MARK} {growing} growing")
     return " · ".join(p for p in parts if p), "problems" if problems else "ok"
@@ -139,6 +144,9 @@ def buckets_summary(report: BucketsReport | None, now: datetime) -> tuple[str, s
 
 class BucketsTable(ResponsiveTable):
     """One row per bucket, keyed by its name."""
+
+    def __init__(self, *, compact_below: int = WIDE_NEEDS, id: str | None = None) -> None:
+        super().__init__(compact_below=compact_below, id=id)
 
     def layout_for(self, report: BucketsReport | None, compact: bool) -> tuple[Sequence[Column], list[Row]]:
         return bucket_columns(compact), bucket_rows(report, compact)
