@@ -102,13 +102,13 @@ class DtmonApp(App):
         if collectors is None:
             from .collectors.swarm import SwarmCollector
 
-            collectors = [SwarmCollector(site, config.timeout) for site in config.sites]
+            collectors = [SwarmCollector(site, config.timeout, config.health) for site in config.sites]
         self.collectors = {c.site.name: c for c in collectors}
         self.order = [c.site.name for c in collectors]
         self.sites: dict[str, SiteStatus] = {
             name: SiteStatus(name=name, reachable=False, error=None) for name in self.order
         }
-        self.view = View()
+        self.view = View(error_max_age=config.health.error_max_age)
         self.polls = 0  #: completed polls, all sites together
         self.title = "dtmon" + (f" · {title_suffix}" if title_suffix else "")
         self._in_flight: set[str] = set()

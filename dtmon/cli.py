@@ -126,6 +126,9 @@ def describe(config: Config) -> str:
         for name, query in prom.queries.items():
             if query != DEFAULT_QUERIES.get(name):
                 lines.append(f"  {name}: {query or '(off)'}")
+    h = config.health
+    lines.append(f"health: crash loop at {h.crashloop_failures} failures in {h.crashloop_window:g}s;"
+                 f" a healthy service's last error is dimmed after {h.error_max_age:g}s")
     d = config.deploy
     lines.append(
         f"actions: {'allowed' if d.allow else 'read-only'}; order {' -> '.join(d.order)}; core {d.core}; audit {d.audit}"

@@ -71,6 +71,12 @@ class _Prometheus(msgspec.Struct, forbid_unknown_fields=True):
     max_push_age: float = 900.0
 
 
+class _Health(msgspec.Struct, forbid_unknown_fields=True):
+    crashloop_failures: int = 3
+    crashloop_window: float = 600.0
+    error_max_age: float = 3600.0
+
+
 class _Deploy(msgspec.Struct, forbid_unknown_fields=True):
     allow: bool = False
     order: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_ORDER))
@@ -87,6 +93,7 @@ class _File(msgspec.Struct, forbid_unknown_fields=True):
     buckets: _Buckets | None = None
     prometheus: _Prometheus | None = None
     deploy: _Deploy = msgspec.field(default_factory=_Deploy)
+    health: _Health = msgspec.field(default_factory=_Health)
 
 
 # ---------------------------------------------------------------------------
@@ -144,6 +151,15 @@ class PrometheusConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """How services are judged beyond their replica counts."""
+
+    crashloop_failures: int = 3  #: this many failed or rejected tasks within the window make a crash loop
+    crashloop_window: float = 600.0  #: seconds; failures older than this are not counted
+    error_max_age: float = 3600.0  #: seconds; a healthy service's older last error is dimmed, not shown as news
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     """Guarded actions: whether they exist and the rules they follow."""
 
@@ -166,6 +182,7 @@ class Config:
     buckets: BucketsConfig | None = None
     prometheus: PrometheusConfig | None = None
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
     def site(self, name: str) -> SiteConfig:
         """The site called `name`, or KeyError."""
@@ -467,10 +484,16 @@ def _build(path: Path, raw: _File) -> Config:
         if file is not None and os.path.lexists(file):  # /dev/full would be read without end
             _existing_file(path, key, file, "file", follow=False)  # written with O_NOFOLLOW: never a symlink
     deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, lock)
+    h = raw.health
+    if h.crashloop_failures < 1:
+        raise ConfigError(f"{path}: health.crashloop_failures: expected a whole number of failures (1 or more), "
+                          f"got {h.crashloop_failures}")
+    health = HealthConfig(h.crashloop_failures, _positive(path, "health.crashloop_window", h.crashloop_window),
+                          _positive(path, "health.error_max_age", h.error_max_age))
     if not (sites or buckets or prometheus):  # else `status` would call nothing "all healthy"
         raise ConfigError(f"{path}: (top level): nothing to watch: expected at least one [sites.NAME] table"
                           " (or [buckets] / [prometheus])")
-    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy)
+    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy, health)
 
 
 def _buckets(path: Path, raw: _Buckets) -> BucketsConfig:

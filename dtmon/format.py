@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .model import (
+    CRASHLOOP,
     DEGRADED,
     DOWN,
     MISSING,
@@ -29,6 +30,7 @@ ERROR, WARNING, SUCCESS, MUTED = "error", "warning", "success", "muted"
 
 STATE_TONE = {
     DOWN: ERROR,
+    CRASHLOOP: ERROR,
     MISSING: ERROR,
     DEGRADED: WARNING,
     UPDATING: WARNING,
@@ -196,6 +198,7 @@ class View:
     problems_only: bool = False
     compact: bool = False
     folded: frozenset[str] = frozenset()  #: keys of stacks shown as their group row alone
+    error_max_age: float = 3600.0  #: seconds; a healthy service's older last error is dimmed (config: health)
 
 
 def site_key(site: str) -> str:
@@ -222,8 +225,19 @@ def _error_text(service: ServiceStatus, now: datetime, compact: bool) -> str:
         return "in the compose file, not deployed"
     if text and service.error and service.error_at is not None:
         when = since(service.error_at, now)
-        return f"{when} {text}" if compact else f"{when} ago · {text}"
+        text = f"{when} {text}" if compact else f"{when} ago · {text}"
+    if service.state == CRASHLOOP and service.looping_since is not None:
+        looping = since(service.looping_since, now)
+        prefix = f"{service.failed_text}× in {looping}" if compact else f"looping {looping}, {service.failed_text} failures"
+        return f"{prefix} · {text}" if text else prefix
     return text
+
+
+def old_error(service: ServiceStatus, now: datetime, max_age: float) -> bool:
+    """True for the last error of a healthy service that is older than `max_age` seconds: history, not news."""
+    if service.is_problem or service.error_at is None:
+        return False
+    return (now - service.error_at).total_seconds() > max_age
 
 
 def service_row(service: ServiceStatus, now: datetime, view: View, stale: bool) -> Row:
@@ -231,17 +245,17 @@ def service_row(service: ServiceStatus, now: datetime, view: View, stale: bool) 
     marker = "? " if not service.expected else "  "  # the indent carries the unexpected-service mark
     tone = STATE_TONE.get(service.state)
     replicas_tone = tone if service.state in (DEGRADED, DOWN) else None
+    error_tone = ERROR if service.error and service.is_problem else (WARNING if not service.expected else None)
+    if service.error and old_error(service, now, view.error_max_age):
+        error_tone = MUTED
     cells = {
         "service": Cell(f"{marker}{service.service}", WARNING if not service.expected else None),
         "replicas": Cell(service.replicas if service.state != MISSING else f"-/{service.desired}", replicas_tone),
         "state": Cell(service.state, tone, bold=service.is_problem),
         "tag": Cell(service.tag),
         "updated": Cell(since(service.updated_at, now)),
-        "failed": Cell(str(service.failed_recent) if service.failed_recent else "", ERROR if service.failed_recent else None),
-        "error": Cell(
-            _error_text(service, now, view.compact),
-            ERROR if service.error and service.is_problem else (WARNING if not service.expected else None),
-        ),
+        "failed": Cell(service.failed_text if service.failed_recent else "", ERROR if service.failed_recent else None),
+        "error": Cell(_error_text(service, now, view.compact), error_tone),
     }
     if stale:
         cells = {k: Cell(c.text, MUTED) for k, c in cells.items()}
@@ -290,9 +304,18 @@ def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
             text = " · ".join(p for p in (str(site.error), down_for, data) if p)
         note = Cell(text, ERROR)
     else:
-        worst = min((s.state for s in services), key=STATE_RANK.__getitem__, default=RUNNING)
-        state = Cell(worst, STATE_TONE.get(worst), bold=True)
-        note = Cell(f"{problems} problem{'s' if problems != 1 else ''} of {len(services)}" if problems else f"{len(services)} services")
+        # How many services need attention, not the worst state: "chime 20/22 down" reads as if the site were down.
+        bad = sort_services(s for s in services if s.is_problem)
+        if bad:
+            tone = ERROR if any(STATE_TONE.get(s.state) == ERROR for s in bad) else WARNING
+            state = Cell(f"{problems} problem{'s' if problems != 1 else ''}", tone, bold=True)
+            counts: dict[str, int] = {}
+            for s in bad:
+                counts[s.state] = counts.get(s.state, 0) + 1
+            note = Cell(f"of {len(services)}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+        else:
+            state = Cell("ok", SUCCESS, bold=True)
+            note = Cell(f"{len(services)} services")
     cells = {
         "service": Cell(site.name, None, bold=True),
         "replicas": Cell(_sum_replicas(services) if services else ""),

@@ -12,12 +12,13 @@ UPDATING = "updating"
 DEGRADED = "degraded"
 DOWN = "down"
 MISSING = "missing"
+CRASHLOOP = "crashloop"  #: tasks keep failing (see config.HealthConfig), however many happen to run now
 
 #: States that are not a problem.
 HEALTHY_STATES = frozenset({RUNNING, STOPPED})
 
 #: Sort rank: problems first, worst first.
-STATE_RANK = {DOWN: 0, MISSING: 1, DEGRADED: 2, UPDATING: 3, RUNNING: 4, STOPPED: 5}
+STATE_RANK = {DOWN: 0, CRASHLOOP: 1, MISSING: 2, DEGRADED: 3, UPDATING: 4, RUNNING: 5, STOPPED: 6}
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,14 @@ class ServiceStatus:
     updated_at: datetime | None
     error: str | None  #: the latest task error
     error_at: datetime | None
-    failed_recent: int  #: tasks that failed in the recent window
+    failed_recent: int  #: tasks that failed (or were rejected) in the crash-loop window
     expected: bool = True  #: named by the stack's compose file
     id: str | None = None  #: swarm service id (None when missing)
     update_message: str | None = None  #: the engine's word on a running or paused update
     update_paused: bool = False  #: the update (or its rollback) stopped and waits for someone to act
     key_suffix: str = ""  #: "#<id>" only when another service of the site has the same swarm name
+    failed_capped: bool = False  #: the swarm's task history was full within the window: more failed than counted
+    looping_since: datetime | None = None  #: when the crash loop began, as far as known (None unless crashloop)
 
     @property
     def key(self) -> str:
@@ -73,6 +76,11 @@ class ServiceStatus:
         return f"{self.running}/{self.desired}"
 
     @property
+    def failed_text(self) -> str:
+        """The failures in the window: "3", or "≥4" when the swarm's task history cut the count short."""
+        return f"≥{self.failed_recent}" if self.failed_capped else str(self.failed_recent)
+
+    @property
     def tag(self) -> str:
         """The image tag alone (or the image when it has none)."""
         if not self.image:
@@ -81,11 +89,17 @@ class ServiceStatus:
         return tail.split(":", 1)[1] if ":" in tail else tail
 
     def problem_text(self) -> str:
-        """One line for `problems`, e.g. "chime datatrail_server: down 0/1: task: non-zero exit (1)"."""
+        """One line for `problems`, e.g. "chime datatrail_server: down 0/1: task: non-zero exit (1)", or
+        "chime datatrail-daemons_inventory: crashloop 1/1: ≥4 failures since 2026-12-02T15:40:01Z: task: ..."."""
         text = f"{self.site} {self.name}: {self.state} {self.replicas}"
         if self.state == MISSING:
             return f"{self.site} {self.name}: missing (in the compose file, not deployed)"
-        if self.state == UPDATING:  # the update's own word first: "update paused: ..." says why it is one
+        if self.state == CRASHLOOP:
+            text = f"{text}: {self.failed_text} failures"
+            if self.looping_since is not None:
+                text += f" since {self.looping_since.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+            detail = self.error
+        elif self.state == UPDATING:  # the update's own word first: "update paused: ..." says why it is one
             detail = "; ".join(d for d in (self.update_message, self.error) if d)
         else:
             detail = self.error or self.update_message
@@ -107,6 +121,11 @@ class StackStatus:
         if all(s.state == MISSING for s in self.services):
             return MISSING
         return min((s.state for s in self.services), key=STATE_RANK.__getitem__)
+
+    @property
+    def deployed(self) -> bool:
+        """True when any of its services is deployed (a stack missing one compose service is still deployed)."""
+        return any(s.state != MISSING for s in self.services)
 
 
 @dataclass(frozen=True)

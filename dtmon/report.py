@@ -32,6 +32,8 @@ def service_json(s: ServiceStatus) -> dict[str, Any]:
         "error_at": iso(s.error_at),
         "updated_at": iso(s.updated_at),
         "failed_recent": s.failed_recent,
+        "failed_capped": s.failed_capped,
+        "looping_since": iso(s.looping_since),
         "expected": s.expected,
     }
 
@@ -163,7 +165,8 @@ def buckets_text(report: BucketsReport | None) -> list[str]:
         marks = ("!" if b.problem else "") + ("^" if b.growing else "")
         rows.append(
             [f"{b.name}{marks}", str(b.queued), str(b.running), str(b.success), str(b.failure), str(b.total),
-             format_rate(b.rate_per_hour), format_eta(b.eta_seconds), b.consumer or "-", state]
+             format_rate(b.rate_per_hour), format_eta(b.eta_seconds),
+             b.consumer or ("unknown" if b.problem else "-"), state]
         )
     if not any(b.rate_per_hour is not None for b in report.buckets):  # one poll has no trend: no empty columns
         rows = [row[:6] + row[8:] for row in rows]
@@ -172,7 +175,7 @@ def buckets_text(report: BucketsReport | None) -> list[str]:
     elif report.reachable:
         lines.append("  (no bucket matches)")
     if report.reachable and any(b.problem or b.growing for b in report.buckets):
-        lines.append("  ! work waiting, consumer not running   ^ queue keeps growing")
+        lines.append("  ! work waiting, consumer not running or unknown   ^ queue keeps growing")
     lines.append("")
     return lines
 

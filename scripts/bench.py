@@ -122,7 +122,7 @@ def main() -> int:
 
         print("one poll of one site, warm (in-process collector vs `docker service ls`):")
         for site in config.sites:
-            collector = SwarmCollector(site, config.timeout)
+            collector = SwarmCollector(site, config.timeout, config.health)
             collector.fetch()  # connect and negotiate the API version once, as the dashboard does
             requests = count_requests(collector.fetch)
             ours = timed(collector.fetch, args.repeat)

@@ -15,6 +15,7 @@ from tui_fakes import (
     frozen_clock,
     gbo_stale,
     kko,
+    tasks_for,
     with_service,
     world,
 )
@@ -92,7 +93,8 @@ async def test_rows_appear_keyed_and_grouped():
         assert keys[:2] == ["site:chime", "stack:chime/datatrail"]
         assert "chime/datatrail-daemons_inventory" in keys
         chips = app.query_one(SiteChips).shown
-        assert chips["chime"].text == "chime ▲3 12ms"  # fresh data: no ticking age and chips["chime"].state == "problems"
+        assert chips["chime"].text == "chime ▲3 12ms"  # fresh data: no ticking age
+        assert chips["chime"].state == "problems"
         assert chips["gbo"].state == "unreachable"
         assert app.query_one(ServicesTable).ordered_columns[3].key.value == "tag"  # wide layout
 
@@ -221,6 +223,25 @@ async def test_enter_opens_detail_with_tasks_and_logs_and_refreshes_it():
         fetched = collectors[0].details
         await pilot.pause(0.3)
         assert collectors[0].details == fetched  # closed: no more fetches
+
+
+async def test_an_empty_log_says_so():
+    def no_logs(service):
+        from dtmon.collectors.swarm import ServiceDetail
+
+        return ServiceDetail(tasks=tasks_for(service).tasks, logs=())
+
+    collectors = [FakeCollector(chime(), detail=no_logs), *world()[1:]]
+    app = make_app(collectors)
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        await pilot.press(*["down"] * table_keys(app).index("chime/datatrail-daemons_inventory"))
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen)
+        await until(pilot, lambda: screen.fetches >= 1)
+        assert screen.query_one("#logs").line_count == 0
+        assert str(screen.query_one("#logs-label").render()) == "logs — no log lines"
 
 
 async def test_enter_on_a_group_row_folds_it():

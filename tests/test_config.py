@@ -146,6 +146,13 @@ def test_home_in_a_path_still_expands(tree, monkeypatch):
         ('[prometheus]\nurl = "http://p:9090"\nwindow = "0h"\n',
          "prometheus.window: expected a Prometheus duration such as 24h, from 1m to 1y, got '0h'"),
         ('[prometheus]\nurl = "http://p:9090"\nwindow = "000m"\n', "prometheus.window: expected a Prometheus duration"),
+        ("[health]\ncrashloop_failures = 0\n",
+         "health.crashloop_failures: expected a whole number of failures (1 or more), got 0"),
+        ("[health]\ncrashloop_failures = 2.5\n", "health.crashloop_failures: expected an integer, got a number"),
+        ("[health]\ncrashloop_window = -1\n",
+         "health.crashloop_window: expected a positive finite number of seconds, got -1"),
+        ("[health]\nerror_max_age = nan\n", "health.error_max_age: expected a positive finite number of seconds"),
+        ("[health]\nwindow = 60\n", "health.window: unknown key"),
         ('[sites.kko]\ndocker = "unix:///x"\n[sites.kko.stacks]\ndatatrail-client = "stacks/nope.yaml"\n',
          "sites.kko.stacks.datatrail-client: compose file {tree}/stacks/nope.yaml does not exist"),
     ],
@@ -191,6 +198,16 @@ def test_config_check_prints_what_it_understood(tree, capsys):
     assert out.index("kko: unix:///run/kko.sock") < out.index("chime: tcp://frb-vsop.chime:2376") < out.index("gbo:")
     assert "services: server, postgres_exporter, autossh_kko" in out
     assert "refresh: 2.5s  timeout: 4s" in out
+    assert "health: crash loop at 3 failures in 600s; a healthy service's last error is dimmed after 3600s" in out
+
+
+def test_health_thresholds_are_read(tree):
+    from dtmon.config import HealthConfig
+
+    assert load(write(tree, GOOD)).health == HealthConfig(3, 600.0, 3600.0)
+    path = write(tree, GOOD.replace("timeout = 4\n", "timeout = 4\n[health]\ncrashloop_failures = 5\n"
+                                    "crashloop_window = 120\nerror_max_age = 60\n"))
+    assert load(path).health == HealthConfig(5, 120.0, 60.0)
 
 
 @pytest.mark.parametrize("command", [["config", "check"], ["status"], ["status", "--json"]])

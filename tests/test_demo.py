@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from buckets_peers import workflow  # noqa: F401 - the official Buckets client, as a fixture
 
-from dtmon.collectors.swarm import RECENT_FAILURES, SwarmCollector
+from dtmon.collectors.swarm import SwarmCollector
 from dtmon.config import load
 from dtmon.demo import Demo
 from dtmon.demo.flow import FILES_PER_WORK, OTHER_BUCKET, replicator_bucket
@@ -62,7 +63,10 @@ def demo(clock: ManualClock):
 
 
 def collector(demo: Demo, site: str) -> SwarmCollector:
-    return SwarmCollector(load(demo.config_path).site(site), timeout=5.0)
+    """A collector whose "now" is the simulated world's, so its crash-loop window follows the test's clock."""
+    clock = demo.world.clock
+    return SwarmCollector(load(demo.config_path).site(site), timeout=5.0,
+                          clock=lambda: datetime.fromtimestamp(clock(), timezone.utc))
 
 
 def find(status, name: str):
@@ -120,11 +124,15 @@ def test_flapping_service_just_after_a_failure(demo: Demo, clock: ManualClock) -
     failed_at = _last_failure(demo.world, svc, time.time() - 2)
     clock.now = failed_at + 1  # inside the restart delay: nothing runs
     row = find(collector(demo, site).poll(), name)
-    assert (row.state, row.running, row.desired) == ("down", 0, 1)
+    assert (row.state, row.running, row.desired) == ("crashloop", 0, 1)
     assert row.error is not None and row.error.startswith("task: non-zero exit (")
     assert abs(row.error_at.timestamp() - failed_at) < 0.01
-    # Swarm keeps five tasks per slot: the one waiting to start and four that failed, all recent.
+    # Swarm keeps five tasks per slot: the one waiting to start and four that failed, all recent, so
+    # more failed than it shows: the count is a lower bound.
     assert row.failed_recent == TASK_HISTORY - 1
+    assert row.failed_capped and row.failed_text == f"≥{TASK_HISTORY - 1}"
+    oldest = min(t.since for t in demo.world.tasks(svc, clock.now) if t.state == "failed")
+    assert abs(row.looping_since.timestamp() - oldest) < 0.01
 
 
 def test_flapping_service_running_again_keeps_its_error(demo: Demo, clock: ManualClock) -> None:
@@ -133,11 +141,12 @@ def test_flapping_service_running_again_keeps_its_error(demo: Demo, clock: Manua
     failed_at = _last_failure(demo.world, svc, time.time() - 2 * RESTART_DELAY)
     clock.now = failed_at + RESTART_DELAY + 1
     row = find(collector(demo, site).poll(), name)
-    assert (row.state, row.running) == ("running", 1)
+    # Its one replica happens to run, yet it is a crash loop, as it was a moment ago and will be next.
+    assert (row.state, row.running) == ("crashloop", 1)
     assert row.error and abs(row.error_at.timestamp() - failed_at) < 0.01
-    cutoff = time.time() - RECENT_FAILURES.total_seconds()
+    cutoff = clock.now - 600  # the default crash-loop window
     expected = sum(1 for t in demo.world.tasks(svc, clock.now) if t.state == "failed" and t.since >= cutoff)
-    assert row.failed_recent == expected > 0
+    assert row.failed_recent == expected >= 3
 
 
 def test_the_picture_changes_over_time(demo: Demo, clock: ManualClock) -> None:
@@ -151,7 +160,7 @@ def test_the_picture_changes_over_time(demo: Demo, clock: ManualClock) -> None:
         states.add(row.state)
         errors_at.add(row.error_at)
         task_ids.update(t.id for t in demo.world.tasks(demo.world.service(site, name), clock.now))
-    assert {"running", "down"} <= states
+    assert states == {"crashloop"}  # never running nor merely down between two failures: no flicker
     assert len(errors_at) >= 4  # a new failure every restart cycle
     assert len(task_ids) > TASK_HISTORY  # history moves on: old tasks drop out, new ones appear
 

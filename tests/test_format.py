@@ -117,7 +117,9 @@ def test_service_cells_and_tones():
     assert cell(stack, "state").text == "down"  # the stack's worst state
     assert cell(stack, "replicas").text == "5/7"
     site = rows["site:chime"]
-    assert cell(site, "error").text == "3 problems of 15"
+    # How many services need attention, not the worst state ("down" would read as if the site were down).
+    assert cell(site, "state") == fmt.Cell("3 problems", fmt.ERROR, bold=True)
+    assert cell(site, "error").text == "of 15: 1 down, 1 missing, 1 degraded"
 
 
 def test_compact_rows_drop_columns():
@@ -281,3 +283,40 @@ def test_summary_counts_sites_that_never_answered_but_not_those_still_waiting():
     waiting = SiteStatus("gbo", False)
     assert fmt.summary([kko(), never, waiting], fmt.View(), 0) == "6 services · 0 problems · 1 site unreachable"
     assert fmt.summary([kko(), never, gbo_stale()], fmt.View(), 0).endswith(" · 2 sites unreachable")
+
+
+def test_a_crash_loop_row_says_how_long_and_how_many():
+    looping = with_service(chime(), "chime/datatrail-daemons_inventory", state="crashloop", running=1,
+                           failed_recent=4, failed_capped=True, looping_since=NOW - timedelta(minutes=25))
+    rows = {r.key: r for r in fmt.build_rows([looping], NOW)}
+    row = rows["chime/datatrail-daemons_inventory"]
+    assert cell(row, "state") == fmt.Cell("crashloop", fmt.ERROR, bold=True)
+    assert cell(row, "failed") == fmt.Cell("≥4", fmt.ERROR)
+    assert cell(row, "error") == fmt.Cell("looping 25m, ≥4 failures · 3m ago · task: non-zero exit (1)", fmt.ERROR)
+    compact = {r.key: r for r in fmt.build_rows([looping], NOW, fmt.View(compact=True))}
+    assert cell(compact["chime/datatrail-daemons_inventory"], "error", compact=True).text == (
+        "≥4× in 25m · 3m task: non-zero exit (1)")
+    # Ranked with the problems: right after down, before missing and degraded.
+    assert fmt.sort_services(looping.services)[0].state == "crashloop"
+    assert cell(rows["site:chime"], "error").text == "of 15: 1 crashloop, 1 missing, 1 degraded"
+
+
+def test_a_healthy_services_old_error_is_dimmed():
+    recovered = with_service(chime(), "chime/datatrail-daemons_inventory", state="running", running=1,
+                             failed_recent=0, error_at=NOW - timedelta(hours=2))
+    view = fmt.View(error_max_age=3600)
+    row = next(r for r in fmt.build_rows([recovered], NOW, view) if r.key == "chime/datatrail-daemons_inventory")
+    assert cell(row, "error") == fmt.Cell("2h ago · task: non-zero exit (1)", fmt.MUTED)
+    # Younger than the age, it is shown plainly (not red: the service runs); a problem's error is never dimmed.
+    row = next(r for r in fmt.build_rows([recovered], NOW, fmt.View(error_max_age=3 * 3600))
+               if r.key == "chime/datatrail-daemons_inventory")
+    assert cell(row, "error").tone is None
+    down = with_service(chime(), "chime/datatrail-daemons_inventory", error_at=NOW - timedelta(hours=2))
+    row = next(r for r in fmt.build_rows([down], NOW, view) if r.key == "chime/datatrail-daemons_inventory")
+    assert cell(row, "error").tone == fmt.ERROR
+
+
+def test_a_site_with_no_problem_says_ok():
+    row = fmt.build_rows([kko()], NOW)[0]
+    assert cell(row, "state") == fmt.Cell("ok", fmt.SUCCESS, bold=True)
+    assert cell(row, "error").text == f"{len(kko().services)} services"

@@ -9,7 +9,7 @@ import pytest
 
 from dtmon.collectors.swarm import build_stacks, parse_time, service_state, short_image
 from dtmon.config import SiteConfig
-from dtmon.model import DEGRADED, DOWN, MISSING, RUNNING, STOPPED, UPDATING
+from dtmon.model import CRASHLOOP, DEGRADED, DOWN, MISSING, RUNNING, STOPPED, UPDATING
 
 NOW = datetime(2026, 11, 25, 21, 40, 0, tzinfo=timezone.utc)
 LABEL = "com.docker.stack.namespace"
@@ -115,11 +115,11 @@ def test_build_stacks_counts_states_errors_and_failures():
     ]
     inv = "id-datatrail-daemons-inventory"
     tasks = [
-        engine_task(inv, "failed", timedelta(minutes=1), "task: non-zero exit (1)"),
-        engine_task(inv, "failed", timedelta(minutes=3), "task: non-zero exit (2)"),
+        engine_task(inv, "rejected", timedelta(minutes=3), "No such image: x"),  # recent: a rejected task failed too
         engine_task(inv, "rejected", timedelta(minutes=30), "No such image"),  # too old to count as recent
         engine_task(inv, "shutdown", timedelta(minutes=2)),
         engine_task("id-datatrail-daemons-state_updater", "running", timedelta(hours=2)),
+        engine_task(inv, "failed", timedelta(minutes=1), "task: non-zero exit (1)"),  # the latest, listed last
     ]
     (stack,) = build_stacks(cfg, services, tasks, NOW)
     assert stack.name == "datatrail-daemons"
@@ -129,7 +129,8 @@ def test_build_stacks_counts_states_errors_and_failures():
     assert (inventory.state, inventory.running, inventory.desired) == (DOWN, 0, 1)
     assert inventory.error == "task: non-zero exit (1)"  # the latest error, not the first listed
     assert inventory.error_at == NOW - timedelta(minutes=1) + timedelta(microseconds=0)
-    assert inventory.failed_recent == 2
+    assert inventory.failed_recent == 2  # the failed one and the recent rejected one
+    assert inventory.failed_capped is False and inventory.looping_since is None
     assert inventory.image == "chimefrb/maestro-datatrail:latest"
     assert inventory.mode == "replicated"
     assert inventory.name == "datatrail-daemons_inventory" and inventory.site == "chime"
@@ -260,3 +261,112 @@ def test_poll_sites_never_waits_for_a_slow_site_beyond_the_timeout():
     assert (chime.name, chime.reachable, chime.error) == ("chime", False, "timed out after 0.5s")
     assert chime.error_since is not None
     assert kko.reachable is True and kko.latency_ms == 1.0
+
+
+# ---------------------------------------------------------------------------
+# Crash loops: failures in the window, counted honestly against the swarm's task history.
+# ---------------------------------------------------------------------------
+
+DAEMONS = {"datatrail-daemons": {"inventory": 1}}
+INV = "id-datatrail-daemons-inventory"
+
+
+def inventory_row(tasks: list[dict], running: int = 1, desired: int = 1, health=None, retention: int | None = 5,
+                  update: dict | None = None):
+    from dtmon.config import HealthConfig
+
+    services = [engine_service("datatrail-daemons", "inventory", running, desired, update=update)]
+    (stack,) = build_stacks(site(DAEMONS), services, tasks, NOW, health or HealthConfig(), retention)
+    (row,) = stack.services
+    return row
+
+
+def test_repeated_failures_are_a_crash_loop_even_while_every_replica_runs():
+    tasks = [
+        engine_task(INV, "failed", timedelta(minutes=8), "task: non-zero exit (1)"),
+        engine_task(INV, "failed", timedelta(minutes=5), "task: non-zero exit (1)"),
+        engine_task(INV, "failed", timedelta(minutes=2), "task: non-zero exit (3)"),
+        engine_task(INV, "running", timedelta(minutes=1)),
+    ]
+    row = inventory_row(tasks)
+    assert (row.state, row.running, row.desired) == (CRASHLOOP, 1, 1)
+    assert row.is_problem
+    assert (row.failed_recent, row.failed_capped, row.failed_text) == (3, False, "3")
+    assert row.looping_since == NOW - timedelta(minutes=8)  # the oldest failure counted
+    assert row.error == "task: non-zero exit (3)"
+    assert row.problem_text() == (
+        "chime datatrail-daemons_inventory: crashloop 1/1: 3 failures since 2026-11-25T21:32:00Z: "
+        "task: non-zero exit (3)"
+    )
+    # Two in the window are not a loop (the default threshold is 3), nor three with a threshold of 4.
+    assert inventory_row(tasks[1:]).state == RUNNING
+    from dtmon.config import HealthConfig
+
+    assert inventory_row(tasks, health=HealthConfig(crashloop_failures=4)).state == RUNNING
+    # A shorter window leaves the 8-minute-old failure out.
+    assert inventory_row(tasks, health=HealthConfig(crashloop_window=360)).state == RUNNING
+
+
+def test_rejected_tasks_count_as_failures_of_a_loop():
+    tasks = [engine_task(INV, "rejected", timedelta(minutes=m), "No such image: x") for m in (1, 2, 3)]
+    row = inventory_row(tasks, running=0)
+    assert (row.state, row.failed_recent) == (CRASHLOOP, 3)
+
+
+def test_a_full_task_history_within_the_window_is_a_lower_bound():
+    # Swarm keeps 5 tasks per slot: one running and four failed, all within the window. Older failures,
+    # also within it, may have been reaped: "≥4", and a loop even when the threshold is above what it keeps.
+    from dtmon.config import HealthConfig
+
+    tasks = [engine_task(INV, "failed", timedelta(seconds=40 * m), "task: non-zero exit (1)") for m in (1, 2, 3, 4)]
+    tasks.append(engine_task(INV, "running", timedelta(seconds=10)))
+    row = inventory_row(tasks, health=HealthConfig(crashloop_failures=10))
+    assert (row.state, row.failed_recent, row.failed_capped, row.failed_text) == (CRASHLOOP, 4, True, "≥4")
+    assert "≥4 failures since" in row.problem_text()
+    # The history is full only relative to the swarm's limit: with 10 kept per slot, 5 is everything.
+    row = inventory_row(tasks, retention=10, health=HealthConfig(crashloop_failures=10))
+    assert (row.state, row.failed_capped, row.failed_text) == (RUNNING, False, "4")
+    # A negative limit keeps every task: never capped.
+    assert inventory_row(tasks, retention=None).failed_capped is False
+
+
+def test_a_full_history_reaching_back_past_the_window_is_an_exact_count():
+    tasks = [engine_task(INV, "failed", timedelta(minutes=m), "task: non-zero exit (1)") for m in (1, 2, 3)]
+    tasks.append(engine_task(INV, "failed", timedelta(minutes=40), "task: non-zero exit (1)"))  # reaped after it
+    tasks.append(engine_task(INV, "running", timedelta(seconds=10)))
+    row = inventory_row(tasks)
+    assert (row.state, row.failed_recent, row.failed_capped) == (CRASHLOOP, 3, False)
+
+
+def test_failures_are_counted_per_slot_against_the_history_limit():
+    # Two replicas: slot 1 fails over and over (full history), slot 2 runs with one old failure.
+    tasks = [engine_task(INV, "failed", timedelta(seconds=30 * m), "task: non-zero exit (1)", slot=1) for m in (1, 2, 3, 4)]
+    tasks.append(engine_task(INV, "running", timedelta(seconds=5), slot=1))
+    tasks.append(engine_task(INV, "running", timedelta(hours=1), slot=2))
+    row = inventory_row(tasks, running=2, desired=2)
+    assert (row.state, row.failed_recent, row.failed_capped) == (CRASHLOOP, 4, True)
+
+
+def test_a_stopped_or_updating_service_is_not_called_a_crash_loop():
+    tasks = [engine_task(INV, "failed", timedelta(minutes=m), "task: non-zero exit (1)") for m in (1, 2, 3)]
+    assert inventory_row(tasks, running=0, desired=0).state == STOPPED
+    updating = inventory_row(tasks, update={"State": "updating", "Message": "update in progress"})
+    assert updating.state == UPDATING and updating.looping_since is None
+    assert updating.failed_recent == 3  # still counted and shown
+
+
+def test_a_collector_remembers_when_a_loop_began():
+    from dataclasses import replace
+
+    from dtmon.collectors.swarm import carry_loops
+    from dtmon.model import SiteStatus, StackStatus
+
+    tasks = [engine_task(INV, "failed", timedelta(minutes=m), "task: non-zero exit (1)") for m in (1, 2, 3)]
+    now_row = inventory_row(tasks)
+    earlier = replace(now_row, looping_since=NOW - timedelta(minutes=30))
+    before = SiteStatus("chime", True, stacks=(StackStatus("datatrail-daemons", (earlier,)),))
+    after = SiteStatus("chime", True, stacks=(StackStatus("datatrail-daemons", (now_row,)),))
+    assert carry_loops(before, after).services[0].looping_since == NOW - timedelta(minutes=30)
+    # A loop that ended in between starts afresh.
+    healed = SiteStatus("chime", True, stacks=(StackStatus("datatrail-daemons", (replace(earlier, state=RUNNING),)),))
+    assert carry_loops(healed, after).services[0].looping_since == NOW - timedelta(minutes=3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -12,8 +13,9 @@ from typing import Any
 from .. import sanitize
 from ..redact import scrub, url_secrets
 from ..sanitize import LogLine
-from ..config import SiteConfig
+from ..config import HealthConfig, SiteConfig
 from ..model import (
+    CRASHLOOP,
     DEGRADED,
     DOWN,
     MISSING,
@@ -33,8 +35,10 @@ STACK_LABEL = "com.docker.stack.namespace"
 #: More replicas than this is a server error, not a service (a swarm runs thousands of tasks, not billions).
 MAX_REPLICAS = 10**6
 
-#: Failed tasks younger than this count as "failed recently".
-RECENT_FAILURES = timedelta(minutes=10)
+#: The swarm's TaskHistoryRetentionLimit when GET /swarm does not say (Docker's default).
+DEFAULT_TASK_HISTORY = 5
+#: Seconds between two reads of the retention limit (it changes only with `docker swarm update`).
+TASK_HISTORY_TTL = 600.0
 
 #: Update states that make a service `updating`. A paused update (failure_action=pause, or a rollback
 #: that failed) stays paused until someone acts, so it is shown, and counted as a problem, like one in progress.
@@ -138,11 +142,56 @@ def task_info(task: dict[str, Any], hostnames: dict[str, str]) -> TaskInfo:
     )
 
 
+@dataclass(frozen=True)
+class Failures:
+    """A service's task failures within the crash-loop window, as far as the swarm's task history shows them."""
+
+    count: int  #: failed or rejected tasks whose failure is within the window
+    capped: bool  #: a slot's history was full of tasks from within the window: older ones were reaped
+    first_at: datetime | None  #: the oldest failure counted
+    looping: bool  #: enough failures for a crash loop
+
+
+def count_failures(tasks: list[dict[str, Any]], now: datetime, health: HealthConfig,
+                   retention: int | None = DEFAULT_TASK_HISTORY) -> Failures:
+    """Failures of one service's tasks in the window, honest about the swarm's task history.
+
+    Swarm keeps `retention` tasks per slot (per node for global services) and reaps the oldest first. A
+    slot holding that many tasks, all from within the window, may have lost failures from within it: the
+    count is then a lower bound (`capped`). A crash loop is `crashloop_failures` failures in the window, or a
+    full history (capped) whose tasks, bar the current one, all failed: the swarm cannot show more.
+    """
+    cutoff = now - timedelta(seconds=health.crashloop_window)
+    slots: dict[str, list[tuple[datetime | None, str | None]]] = defaultdict(list)
+    for task in tasks:
+        task = _dict(task)
+        status = _dict(task.get("Status"))
+        slot, state = task.get("Slot"), status.get("State")
+        key = f"slot {slot!r}" if slot else f"node {task.get('NodeID')!r}"
+        slots[key].append((parse_time(status.get("Timestamp")), state if isinstance(state, str) else None))
+    count, capped, first_at, full_of_failures = 0, False, None, False
+    for entries in slots.values():
+        failed = [when for when, state in entries if state in _FAILED_TASK_STATES and when is not None and when >= cutoff]
+        count += len(failed)
+        if failed:
+            oldest = min(failed)
+            first_at = oldest if first_at is None or oldest < first_at else first_at
+        times = [when for when, _ in entries if when is not None]
+        full = retention is not None and retention > 0 and len(entries) >= retention
+        if full and failed and times and min(times) >= cutoff:
+            capped = True
+            full_of_failures |= len(failed) >= max(2, len(entries) - 1)
+    looping = count >= health.crashloop_failures or full_of_failures
+    return Failures(count, capped, first_at, looping)
+
+
 def build_stacks(
     site: SiteConfig,
     services: list[dict[str, Any]],
     tasks: list[dict[str, Any]],
     now: datetime,
+    health: HealthConfig = HealthConfig(),
+    retention: int | None = DEFAULT_TASK_HISTORY,
 ) -> tuple[StackStatus, ...]:
     """Every watched stack of `site`, in config order, each service sorted problems-first."""
     by_service: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -164,7 +213,7 @@ def build_stacks(
         rows: list[ServiceStatus] = []
         seen: set[str] = set()
         for svc in deployed.get(stack, []):
-            row = _service_row(site.name, stack, svc, by_service.get(str(svc.get("ID", "")), []), now)
+            row = _service_row(site.name, stack, svc, by_service.get(str(svc.get("ID", "")), []), now, health, retention)
             seen.add(row.service)
             if compose and row.service not in compose:
                 row = replace(row, expected=False)
@@ -211,7 +260,8 @@ def _unique_keys(rows: list[ServiceStatus], used: set[str]) -> list[ServiceStatu
     return out
 
 
-def _service_row(site: str, stack: str, svc: dict[str, Any], tasks: list[dict[str, Any]], now: datetime) -> ServiceStatus:
+def _service_row(site: str, stack: str, svc: dict[str, Any], tasks: list[dict[str, Any]], now: datetime,
+                 health: HealthConfig, retention: int | None) -> ServiceStatus:
     spec = _dict(svc.get("Spec"))
     name = sanitize.name(spec.get("Name") or "")
     short = name[len(stack) + 1 :] if name.startswith(stack + "_") else name
@@ -229,15 +279,16 @@ def _service_row(site: str, stack: str, svc: dict[str, Any], tasks: list[dict[st
     update = _dict(svc.get("UpdateStatus"))
     update_state = update.get("State") if isinstance(update.get("State"), str) else None
     error = error_at = None
-    failed_recent = 0
-    cutoff = now - RECENT_FAILURES
     for task in tasks:
         status = _dict(task.get("Status"))
         when = parse_time(status.get("Timestamp"))
         if status.get("Err") and when is not None and (error_at is None or when > error_at):
             error, error_at = sanitize.clean(status["Err"]), when
-        if status.get("State") in _FAILED_TASK_STATES and when is not None and when >= cutoff:
-            failed_recent += 1
+    failures = count_failures(tasks, now, health, retention)
+    state = service_state(running, desired, update_state)
+    # A loop outranks the replica counts (they catch its tasks at any moment of their short lives), but not an
+    # update, which is the engine's own account of what its tasks are doing, nor a service scaled to 0.
+    looping = failures.looping and state not in (UPDATING, STOPPED)
     update_message = None
     if update_state and update_state not in ("completed", "rollback_completed"):
         update_message = f"update {sanitize.name(update_state).replace('_', ' ')}" + (
@@ -251,16 +302,39 @@ def _service_row(site: str, stack: str, svc: dict[str, Any], tasks: list[dict[st
         mode=service_mode(spec.get("Mode")),
         running=running,
         desired=desired,
-        state=service_state(running, desired, update_state),
+        state=CRASHLOOP if looping else state,
         image=short_image(_dict(_dict(spec.get("TaskTemplate")).get("ContainerSpec")).get("Image")),
         updated_at=parse_time(svc.get("UpdatedAt")),
         error=error,
         error_at=error_at,
-        failed_recent=failed_recent,
+        failed_recent=failures.count,
         id=sanitize.clean_optional(svc.get("ID"), sanitize.MAX_NAME),
         update_message=update_message,
         update_paused=update_state in _UPDATE_PAUSED,
+        failed_capped=failures.capped,
+        looping_since=failures.first_at if looping else None,
     )
+
+
+def carry_loops(previous: SiteStatus, current: SiteStatus) -> SiteStatus:
+    """`current` with each crash loop's start taken from `previous` when that is earlier.
+
+    The swarm reaps old tasks, so a long loop's first failure soon leaves its history; a collector that
+    watched the loop from earlier on knows better when it began.
+    """
+    before = {s.key: s.looping_since for s in previous.services if s.state == CRASHLOOP and s.looping_since}
+    if not before:
+        return current
+    stacks = []
+    for stack in current.stacks:
+        rows = tuple(
+            replace(s, looping_since=before[s.key])
+            if s.state == CRASHLOOP and s.key in before and s.looping_since is not None and before[s.key] < s.looping_since
+            else s
+            for s in stack.services
+        )
+        stacks.append(replace(stack, services=rows))
+    return replace(current, stacks=tuple(stacks))
 
 
 def node_info(node: dict[str, Any]) -> NodeInfo:
@@ -322,9 +396,15 @@ def _describe_error(exc: BaseException) -> str:
 class SwarmCollector:
     """Polls one site. Thread-safe enough for one poller thread plus detail requests."""
 
-    def __init__(self, site: SiteConfig, timeout: float) -> None:
+    def __init__(self, site: SiteConfig, timeout: float, health: HealthConfig | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.site = site
         self.timeout = timeout
+        self.health = health or HealthConfig()
+        #: "Now" for the crash-loop window and the poll's time: the wall clock, or a simulated world's.
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        #: The swarm's TaskHistoryRetentionLimit and when it was read (monotonic); re-read every TASK_HISTORY_TTL.
+        self._retention: tuple[int | None, float] | None = None
         self._client = None
         self._tunnel = None
         self._lock = threading.Lock()
@@ -364,6 +444,7 @@ class SwarmCollector:
         """Forget the client so the next call reconnects and renegotiates."""
         with self._lock:
             client, self._client = self._client, None
+            self._retention = None
         if client is not None:
             try:
                 client.close()
@@ -395,7 +476,8 @@ class SwarmCollector:
         tasks = client.tasks(filters={"label": STACK_LABEL})
         client.timeout = remaining()
         nodes = client.nodes()
-        now = datetime.now(timezone.utc)
+        retention = self._task_history(client, remaining)
+        now = self.clock()
         if not isinstance(services, list) or not isinstance(tasks, list) or not isinstance(nodes, list):
             raise SwarmError("engine answered with something other than a list")
         latency = (time.perf_counter() - started) * 1000
@@ -404,14 +486,36 @@ class SwarmCollector:
             reachable=True,
             latency_ms=round(latency, 1),
             polled_at=now,
-            stacks=build_stacks(self.site, services, tasks, now),
+            stacks=build_stacks(self.site, services, tasks, now, self.health, retention),
             nodes=tuple(node_info(n) for n in nodes if isinstance(n, dict)),
         )
+
+    def _task_history(self, client: Any, remaining: Any) -> int | None:
+        """The swarm's TaskHistoryRetentionLimit (GET /swarm), read once per TASK_HISTORY_TTL; the default when unsaid.
+
+        A negative limit keeps every task (nothing is reaped): returned as None, a count never capped.
+        """
+        import docker.errors
+
+        cached = self._retention
+        if cached is not None and time.monotonic() - cached[1] < TASK_HISTORY_TTL:
+            return cached[0]
+        client.timeout = remaining()
+        limit: int | None = DEFAULT_TASK_HISTORY
+        try:
+            spec = _dict(_dict(client.inspect_swarm()).get("Spec"))
+            value = _dict(spec.get("Orchestration")).get("TaskHistoryRetentionLimit")
+            if isinstance(value, int) and not isinstance(value, bool):
+                limit = value if value >= 0 else None
+        except docker.errors.APIError:  # not a manager, or an engine that does not say: Docker's default
+            pass
+        self._retention = (limit, time.monotonic())
+        return limit
 
     def poll(self) -> SiteStatus:
         """One poll that never raises: on failure the last good data is kept and marked stale."""
         try:
-            status = self.fetch()
+            status = carry_loops(self.last, self.fetch())
         except Exception as exc:  # every failure becomes data, never a crash
             self.reset()
             now = datetime.now(timezone.utc)

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .world import LogLine, SimService, SimTask, World, hex_id, swarm_id
+from .world import TASK_HISTORY, LogLine, SimService, SimTask, World, hex_id, swarm_id
 
 API_VERSION = "1.41"
 ENGINE_VERSION = "20.10.24+dfsg1"
@@ -263,7 +263,7 @@ class SiteApi:
                     "CreatedAt": rfc3339(min(n.created for n in nodes)),
                     "UpdatedAt": rfc3339(self.world.start - 86400),
                     "Spec": {"Name": "default", "Labels": {},
-                             "Orchestration": {"TaskHistoryRetentionLimit": 5},
+                             "Orchestration": {"TaskHistoryRetentionLimit": TASK_HISTORY},
                              "Dispatcher": {"HeartbeatPeriod": 5_000_000_000}},
                 },
             },
@@ -461,6 +461,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, api.version_json())
         elif path == "/info":
             self._json(200, api.info_json(now))
+        elif path == "/swarm":  # the cluster as `docker swarm inspect` shows it (its task history limit)
+            self._json(200, api.info_json(now)["Swarm"]["Cluster"])
         elif path == "/nodes":
             self._json(200, api.node_json())
         elif path == "/services":

@@ -106,8 +106,10 @@ class DetailScreen(Screen):
             parts.append(s.image)
         if s.updated_at:
             parts.append(f"updated {since(s.updated_at, now)} ago")
+        if s.looping_since is not None:
+            parts.append(f"crash-looping for {since(s.looping_since, now)}")
         if s.failed_recent:
-            parts.append(f"{s.failed_recent} failed recently")
+            parts.append(f"{s.failed_text} failed recently")
         if not s.expected:
             parts.append("not in the compose file")
         text = " · ".join(parts)
@@ -173,6 +175,8 @@ class DetailScreen(Screen):
                 self._log_lines.extend(lines)
         problem = self.error or (self.detail.logs_error if self.detail is not None else None)
         text = "logs" if not problem else f"logs — {problem}"
+        if not problem and self.detail is not None and not self._log_lines:
+            text = "logs — no log lines"  # said, so an empty pane is not mistaken for one still loading
         if self.error and self.detail is not None:
             text = f"logs — fetch failed, showing the last good fetch: {self.error}"
         if text != self._label:
