@@ -3,9 +3,10 @@
 The world (see tests/world/README.md):
 
 - chime: `datatrail` (server, postgres_exporter, autossh_kko), `datatrail-daemons` (with
-  `inventory` failing over and over, `replication_stager_kko` running 1 of 2 replicas, and an
-  unexpected `debug_shell`), `datatrail-client` (deployed without `update_canfar_certificates`).
-- kko: `datatrail-client`, all healthy.
+  `inventory` failing over and over at once, `healing_stager` failing after ~12 s of running,
+  `replication_stager_kko` running 1 of 2 replicas, and an unexpected `debug_shell`),
+  `datatrail-client` (deployed without `update_canfar_certificates`: a partly deployed stack).
+- kko: `datatrail-client`, healthy, with `deletion_healer` scaled to 0 (a stopped consumer).
 
 Tests that change the world (pause or kill an engine) must put it back before they return.
 """
@@ -58,7 +59,9 @@ class World:
     engines: dict[str, Dockerd]
     compose: dict[str, dict[str, Path]]
     #: (site, swarm name) of the services built to be in each state.
-    failing: tuple[str, str] = ("chime", "datatrail-daemons_inventory")
+    failing: tuple[str, str] = ("chime", "datatrail-daemons_inventory")  #: a fast crash loop
+    slow_loop: tuple[str, str] = ("chime", "datatrail-daemons_healing_stager")  #: runs ~12 s, then fails
+    stopped: tuple[str, str] = ("kko", "datatrail-client_deletion_healer")  #: a consumer scaled to 0
     degraded: tuple[str, str] = ("chime", "datatrail-daemons_replication_stager_kko")
     missing: tuple[str, str] = ("chime", "datatrail-client_update_canfar_certificates")
     unexpected: tuple[str, str] = ("chime", "datatrail-daemons_debug_shell")

@@ -60,7 +60,8 @@ async def test_table_matches_docker_service_ls_and_detail_shows_engine_tasks(wor
         site, name = world.failing
         failing = f"{site}/{name}"
         assert "non-zero exit (1)" in cell(table, failing, "error")
-        assert int(cell(table, failing, "failed") or 0) >= 1
+        assert int(cell(table, failing, "failed").lstrip("≥") or 0) >= 3  # "≥4" once the task history is full
+        assert cell(table, failing, "state") == "crashloop"
 
         # Its detail: tasks straight from the engine, the failed ones with their error.
         table.move_cursor(row=[r.key for r in table.shown_rows].index(failing))
@@ -99,3 +100,33 @@ async def test_a_hung_manager_goes_stale_on_screen_while_the_other_site_keeps_up
             chime.wait_manager()
         await until(pilot, lambda: app.sites["chime"].reachable, timeout=30)
         assert table.row_for("chime/datatrail_server").cells[COLUMNS.index("state")].tone == fmt.SUCCESS
+
+
+async def test_crash_loops_read_the_same_at_every_poll_without_flicker(world):
+    """Over a whole cycle of the slow loop (runs ~12 s, then fails), polled twice a second: both loops read
+    `crashloop` and chime's chip counts the same problems at every poll, never dropping one while a task runs."""
+    chime = world.engines["chime"]
+    slow = world.slow_loop[1]
+    chime.wait_until(lambda: sum(1 for t in chime.tasks(slow) if (t.get("Status") or {}).get("State") == "failed") >= 3,
+                     120, "the slow loop to fail three times", interval=1.0)
+    app = DtmonApp(load(world.write_config(refresh=0.5)))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: all(s.polled_at is not None for s in app.sites.values()))
+        from dtmon.widgets.header import SiteChips
+
+        table = app.query_one(ServicesTable)
+        chips = app.query_one(SiteChips)
+        seen: set[tuple[str, str, str]] = set()
+        slow_running = set()
+        polls, started = app.polls, time.monotonic()
+        while time.monotonic() - started < 16:
+            await pilot.pause(0.1)
+            mark = chips.shown["chime"].text.split()[1]
+            seen.add((mark, cell(table, f"chime/{world.failing[1]}", "state"), cell(table, f"chime/{slow}", "state")))
+            slow_running.add(cell(table, f"chime/{slow}", "replicas"))
+        assert app.polls - polls >= 10
+        # inventory, healing_stager, replication_stager_kko (degraded), update_canfar_certificates (missing)
+        assert seen == {("▲4", "crashloop", "crashloop")}, seen
+        assert "1/1" in slow_running  # it did run in between
+        site_row = table.row_for("site:chime")
+        assert site_row.cells[COLUMNS.index("state")].text == "4 problems"

@@ -22,6 +22,8 @@ HEAL = "datatrail-replica-heal"
 STATE = "datatrail-state-updater"
 STAGER = "datatrail-stager-kko"  # consumed by chime's degraded replication_stager_kko (override)
 CANFAR = "datatrail-canfar-certs"  # consumed by chime's missing update_canfar_certificates (override)
+REGISTRATION = "datatrail-registration"  # no documented consumer
+UNREGISTERED = "datatrail-unregistered-datasets"  # reattempt_unregistered at every site (the operations page)
 
 CONSUMERS = f'''
 [buckets.consumers]
@@ -57,11 +59,13 @@ def test_status_links_buckets_to_the_engines_services(world, buckets_server, wor
     workflow.withdraw(url, STATE, 1)  # nothing left waiting
     workflow.deposit(url, STAGER, 2)
     workflow.deposit(url, CANFAR, 1)
+    workflow.deposit(url, REGISTRATION, 5)
+    workflow.deposit(url, UNREGISTERED, 2)
 
     code, data, _ = run_status(world_config(world, url, "buckets-world.toml"))
 
     buckets = {b["name"]: b for b in data["buckets"]}
-    assert sorted(buckets) == sorted([KKO, CHIME, HEAL, STATE, STAGER, CANFAR])
+    assert sorted(buckets) == sorted([KKO, CHIME, HEAL, STATE, STAGER, CANFAR, REGISTRATION, UNREGISTERED])
     for name, entry in buckets.items():
         official = workflow.status(url, name)
         assert {k: entry[k] for k in official} == official, name
@@ -71,9 +75,14 @@ def test_status_links_buckets_to_the_engines_services(world, buckets_server, wor
         "chime/datatrail-client_replicator", "running")
     assert buckets[STATE]["consumers"] == [{"service": "chime/datatrail-daemons_state_updater", "state": "running"}]
     heal = {c["service"]: c["state"] for c in buckets[HEAL]["consumers"]}
-    assert heal == {f"{site}/datatrail-client_{s}": "running" for site in ("chime", "kko")
-                    for s in ("deletion_healer", "replication_healer")}
-    for name in (KKO, CHIME, HEAL, STATE):
+    assert heal == {**{f"{site}/datatrail-client_{s}": "running" for site in ("chime", "kko")
+                       for s in ("deletion_healer", "replication_healer")},
+                    "kko/datatrail-client_deletion_healer": "stopped"}  # scaled to 0 in the world
+    assert buckets[HEAL]["consumer_state"] == "stopped"  # the worst consumer, though three of four run
+    assert {c["service"]: c["state"] for c in buckets[UNREGISTERED]["consumers"]} == {
+        f"{site}/datatrail-client_reattempt_unregistered": "running" for site in ("chime", "kko")}
+    assert (buckets[REGISTRATION]["consumer"], buckets[REGISTRATION]["consumer_state"]) == (None, None)
+    for name in (KKO, CHIME, STATE, UNREGISTERED):
         assert buckets[name]["problem"] is None, buckets[name]
 
     assert buckets[STAGER]["consumer_state"] == "degraded"
@@ -81,6 +90,8 @@ def test_status_links_buckets_to_the_engines_services(world, buckets_server, wor
     bucket_problems = sorted(p for p in data["problems"] if p.startswith("bucket "))
     assert bucket_problems == [
         f"bucket {CANFAR}: 1 queued, consumer not running: chime/datatrail-client_update_canfar_certificates missing",
+        f"bucket {REGISTRATION}: 5 queued, consumer unknown: map it in [buckets.consumers]",
+        f"bucket {HEAL}: 3 queued, consumer not running: kko/datatrail-client_deletion_healer stopped",
         f"bucket {STAGER}: 2 queued, consumer not running: chime/datatrail-daemons_replication_stager_kko degraded",
     ]
     assert code == 1
@@ -106,5 +117,40 @@ def test_failing_buckets_service_delays_nothing_else(world, buckets_server, faul
     assert f"buckets: unreachable: {data['buckets_source']['error']}" in data["problems"]
     assert all(s["reachable"] and s["stacks"] for s in data["sites"]), data["sites"]
     kko = next(s for s in data["sites"] if s["name"] == "kko")
-    assert {svc["state"] for st in kko["stacks"] for svc in st["services"]} == {"running"}
+    assert {svc["state"] for st in kko["stacks"] for svc in st["services"]} == {"running", "stopped"}  # complete
     assert elapsed < timeout + 1.0, elapsed
+
+
+def test_crash_loops_and_a_stopped_consumer_are_problems_at_every_poll(world, buckets_server, workflow):
+    """The fast loop (inventory), the slow one (healing_stager: runs ~12 s, then fails) and the heal queue
+    whose consumer is scaled to 0 at kko are in `problems` at every poll, over a whole cycle of the slow
+    loop: also at the instants its replica runs."""
+    url = buckets_server.url
+    workflow.deposit(url, HEAL, 2, site="kko")
+    config = world_config(world, url, "buckets-truth.toml")
+    chime = world.engines["chime"]
+    fast, slow, stopped = world.failing[1], world.slow_loop[1], world.stopped
+
+    def failed_thrice() -> bool:
+        return sum(1 for t in chime.tasks(slow) if (t.get("Status") or {}).get("State") == "failed") >= 3
+
+    chime.wait_until(failed_thrice, 120, "the slow loop to fail three times", interval=1.0)
+    slow_states, polls = set(), 0
+    started = time.monotonic()
+    while polls < 6 or time.monotonic() - started < 16:  # longer than one cycle of the slow loop
+        code, data, _ = run_status(config)
+        polls += 1
+        assert code == 1
+        problems = data["problems"]
+        assert any(p.startswith(f"chime {fast}: crashloop ") for p in problems), problems
+        assert any(p.startswith(f"chime {slow}: crashloop ") for p in problems), problems
+        assert (f"bucket {HEAL}: 2 queued, consumer not running: {stopped[0]}/{stopped[1]} stopped") in problems
+        chime_services = {s["name"]: s for st in data["sites"][0]["stacks"] for s in st["services"]}
+        row = chime_services[slow]
+        slow_states.add((row["running"], row["state"]))
+        assert row["error"] == "task: non-zero exit (1)" and row["looping_since"] is not None
+        # The fast loop fills the swarm's task history (5 per slot) within seconds: its count is a lower bound.
+        assert chime_services[fast]["failed_capped"] is True and chime_services[fast]["failed_recent"] >= 4
+        heal = next(b for b in data["buckets"] if b["name"] == HEAL)
+        assert heal["consumer_state"] == "stopped"
+    assert (1, "crashloop") in slow_states, slow_states  # flagged while its replica ran

@@ -1,9 +1,10 @@
 """The test world's layout and deployment, shared by the fixtures (conftest.py) and scripts/bench.py.
 
 - chime: `datatrail` (server, postgres_exporter, autossh_kko), `datatrail-daemons` (with
-  `inventory` failing over and over, `replication_stager_kko` running 1 of 2 replicas, and an
-  unexpected `debug_shell`), `datatrail-client` (deployed without `update_canfar_certificates`).
-- kko: `datatrail-client`, all healthy.
+  `inventory` failing over and over at once, `healing_stager` failing after ~12 s of running,
+  `replication_stager_kko` running 1 of 2 replicas, and an unexpected `debug_shell`),
+  `datatrail-client` (deployed without `update_canfar_certificates`: a partly deployed stack).
+- kko: `datatrail-client`, healthy, with `deletion_healer` scaled to 0 (a stopped consumer).
 """
 
 from __future__ import annotations
@@ -43,18 +44,20 @@ def deploy_world(engines: dict[str, Dockerd], tmp: Path) -> None:
 
     healthy_chime = ["datatrail_server", "datatrail_postgres_exporter", "datatrail_autossh_kko"]
     healthy_chime += [f"datatrail-daemons_{s}" for s in
-                      ("state_updater", "metric_pusher", "healing_stager", "deletion_stager_kko", "debug_shell")]
+                      ("state_updater", "metric_pusher", "deletion_stager_kko", "debug_shell")]
     healthy_chime += [f"datatrail-client_{s}" for s in
                       ("replicator", "deletion_healer", "replication_healer", "event_registration",
                        "reattempt_unregistered")]
     expect = {name: (1, 1) for name in healthy_chime}
     expect["datatrail-daemons_replication_stager_kko"] = (1, 2)
     chime.wait_converged(expect)
-    kko.wait_converged({f"datatrail-client_{s}": (1, 1) for s in
-                        ("replicator", "deletion_healer", "replication_healer", "event_registration",
-                         "reattempt_unregistered", "update_canfar_certificates")})
+    kko.wait_converged({**{f"datatrail-client_{s}": (1, 1) for s in
+                           ("replicator", "replication_healer", "event_registration",
+                            "reattempt_unregistered", "update_canfar_certificates")},
+                        "datatrail-client_deletion_healer": (0, 0)})
 
-    def inventory_failed() -> bool:
-        return any((t.get("Status") or {}).get("Err") for t in chime.tasks("datatrail-daemons_inventory"))
+    def inventory_looping() -> bool:  # a crash loop by dtmon's default rule: 3 failures within 10 minutes
+        tasks = chime.tasks("datatrail-daemons_inventory")
+        return sum(1 for t in tasks if (t.get("Status") or {}).get("State") == "failed") >= 3
 
-    chime.wait_until(inventory_failed, 30, "inventory to fail once", interval=0.2)
+    chime.wait_until(inventory_looping, 60, "inventory to fail three times", interval=0.3)
