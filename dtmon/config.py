@@ -485,11 +485,13 @@ def _build(path: Path, raw: _File) -> Config:
             _existing_file(path, key, file, "file", follow=False)  # written with O_NOFOLLOW: never a symlink
     deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, lock)
     h = raw.health
-    if h.crashloop_failures < 1:
-        raise ConfigError(f"{path}: health.crashloop_failures: expected a whole number of failures (1 or more), "
-                          f"got {h.crashloop_failures}")
-    health = HealthConfig(h.crashloop_failures, _positive(path, "health.crashloop_window", h.crashloop_window),
-                          _positive(path, "health.error_max_age", h.error_max_age))
+    low, high = values.CRASHLOOP_FAILURES_RANGE
+    if not low <= h.crashloop_failures <= high:
+        raise ConfigError(f"{path}: health.crashloop_failures: expected a whole number of failures from {low} to {high}, "
+                          f"got {values.shown(h.crashloop_failures)}")
+    health = HealthConfig(h.crashloop_failures,
+                          _seconds(path, "health.crashloop_window", h.crashloop_window, values.CRASHLOOP_WINDOW_RANGE),
+                          _seconds(path, "health.error_max_age", h.error_max_age, values.ERROR_AGE_RANGE))
     if not (sites or buckets or prometheus):  # else `status` would call nothing "all healthy"
         raise ConfigError(f"{path}: (top level): nothing to watch: expected at least one [sites.NAME] table"
                           " (or [buckets] / [prometheus])")

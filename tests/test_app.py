@@ -240,7 +240,7 @@ async def test_an_empty_log_says_so():
         screen = app.screen
         assert isinstance(screen, DetailScreen)
         await until(pilot, lambda: screen.fetches >= 1)
-        assert screen.query_one("#logs").line_count == 0
+        assert len(screen.query_one("#logs").lines) == 0
         assert str(screen.query_one("#logs-label").render()) == "logs — no log lines"
 
 
