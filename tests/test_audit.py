@@ -78,7 +78,7 @@ def test_an_audit_log_that_cannot_be_written_ends_the_command_with_one_line(tmp_
     # A refused plan is audited: the refusal cannot be, and the command says so.
     assert main(["--config", config, "restart", "kko", "replicator", "--yes"]) == 1
     err = capsys.readouterr().err
-    assert err == "dtmon: cannot write the audit log /dev/null/audit.jsonl: Not a directory: /dev/null/audit.jsonl\n"
+    assert err == "dtmon: cannot write the audit log /dev/null/audit.jsonl: Not a directory: /dev/null\n"
     assert main(["--config", config, "audit"]) == 1
     assert "dtmon: cannot read the audit log /dev/null/audit.jsonl" in capsys.readouterr().err
     # A plan that may run never starts unaudited.
@@ -97,7 +97,7 @@ def test_a_lock_that_cannot_be_written_ends_the_command_with_one_line(tmp_path, 
     monkeypatch.setattr(cli, "gather_redeploy", lambda *args: Plan("redeploy", "kko", "datatrail-client", steps=()))
     assert main(["--config", config, "redeploy", "kko", "datatrail-client", "--yes"]) == 1
     err = capsys.readouterr().err
-    assert err == "dtmon: cannot open the action lock /dev/null/actions.lock: Not a directory: /dev/null/actions.lock\n"
+    assert err == "dtmon: cannot open the action lock /dev/null/actions.lock: Not a directory: /dev/null\n"
 
     # The holder record cannot be written (a directory is in the way): the flock is let go again.
     path = tmp_path / "actions.lock"

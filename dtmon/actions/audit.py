@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from ..sanitize import clean
+from . import files
 
 START, STEP, OUTCOME = "start", "step", "outcome"
+#: The most of the audit log read (its newest part): `dtmon audit` and --resume need only the latest actions.
+MAX_READ = 64 << 20
 
 
 class AuditError(OSError):
@@ -20,15 +23,6 @@ class AuditError(OSError):
 def os_reason(exc: OSError) -> str:
     """An OSError in words, with the file it is about: e.g. "Not a directory: /dev/null/audit.jsonl"."""
     return f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else (exc.strerror or str(exc))
-
-
-def open_creating(path: Path, flags: int, mode: int) -> int:
-    """os.open(path, flags | O_CREAT), creating missing parent directories first."""
-    try:
-        return os.open(path, flags | os.O_CREAT, mode)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, flags | os.O_CREAT, mode)
 
 
 def now_iso() -> str:
@@ -46,7 +40,7 @@ class AuditLog:
         record = {"time": now_iso(), **record}
         line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
         try:
-            fd = open_creating(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            fd = files.open_file(self.path, os.O_WRONLY | os.O_APPEND)  # no symlink, a safe directory, 0600
             try:
                 data = line.encode("utf-8")
                 written = 0
@@ -62,15 +56,19 @@ class AuditLog:
 def read(path: Path) -> list[dict[str, Any]]:
     """Every record of the log, in order; a line that is not JSON becomes {"event": "unreadable", ...}.
 
-    No file yet is an empty log; a file that cannot be read raises AuditError.
+    No file yet is an empty log; a file that cannot be read (or is a symlink, a FIFO, a device) raises AuditError.
+    Of a log larger than MAX_READ only the newest MAX_READ bytes are read, from the first whole line.
     """
     records = []
     try:
-        text = Path(path).expanduser().read_text(errors="replace")
-    except FileNotFoundError:
-        return []
+        data = files.read_regular(Path(path).expanduser(), MAX_READ, tail=True)
     except OSError as exc:
         raise AuditError(f"cannot read the audit log {path}: {os_reason(exc)}") from exc
+    if data is None:
+        return []
+    if len(data) == MAX_READ and b"\n" in data:  # maybe cut mid-line: start at the first whole one
+        data = data[data.index(b"\n") + 1:]
+    text = data.decode("utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import Config
-from .audit import open_creating, os_reason
+from . import files
+from .audit import os_reason
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class ActionLock:
         if self._fd is not None:
             raise RuntimeError("lock already acquired by this object")
         try:
-            fd = open_creating(self.path, os.O_RDWR | os.O_CLOEXEC, 0o644)
+            fd = files.open_file(self.path, os.O_RDWR)  # no symlink, a safe directory; 0600, or 0660 when shared
         except OSError as exc:
             raise LockError(f"cannot open the action lock {self.path}: {os_reason(exc)}") from exc
         try:
@@ -94,10 +95,8 @@ class ActionLock:
         user, host = who()
         holder = Holder(user, host, os.getpid(), datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         what if what is not None else self.what)
-        tmp = self.record.with_name(self.record.name + f".{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(asdict(holder)) + "\n")
-            os.replace(tmp, self.record)
+            _write_record(self.record, json.dumps(asdict(holder)) + "\n")
         except OSError as exc:
             self.release()  # nobody could be told who holds it: do not hold it
             raise LockError(f"cannot write the lock's holder record {self.record}: {os_reason(exc)}") from exc
@@ -123,11 +122,32 @@ class ActionLock:
         self.release()
 
 
+def _write_record(record: Path, text: str) -> None:
+    """Replace the holder record: written to a new file of a random name (O_EXCL: no planted symlink is followed),
+    then renamed over the old one (a rename replaces a symlink, never writes through it)."""
+    import tempfile
+
+    shared = files.check_directory(record.parent)
+    fd, tmp = tempfile.mkstemp(prefix=record.name + ".", suffix=".tmp", dir=record.parent)
+    try:
+        if shared:
+            os.fchmod(fd, files.SHARED_FILE_MODE)
+        os.write(fd, text.encode())
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, record)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def read_holder(path: Path) -> Holder | None:
-    """The holder record beside lock `path`, if any and readable."""
+    """The holder record beside lock `path`, if any and readable (never through a symlink, at most 4 KiB)."""
     record = Path(path).with_name(Path(path).name + ".json")
     try:
-        data = json.loads(record.read_text())
+        data = json.loads(files.read_regular(record, 4096) or b"")
         return Holder(str(data["user"]), str(data["host"]), int(data["pid"]), str(data["since"]), str(data["what"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
