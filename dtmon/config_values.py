@@ -45,17 +45,24 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def seconds(value: float, bounds: tuple[float, float]) -> float:
-    """A number of seconds within `bounds` (NaN and infinities are outside every bound)."""
+def number(value: float, bounds: tuple[float, float], unit: str = "") -> float:
+    """A number within `bounds`, inclusive (NaN and infinities are outside every bound); `unit` names what it
+    counts in the message, e.g. "of seconds", "of bytes"."""
     low, high = bounds
+    what = f"a number {unit}".rstrip()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number of seconds, got {shown(value)}")
+        raise ValueError(f"expected {what}, got {shown(value)}")
     if isinstance(value, int) and abs(value) > 10 * high:  # compare without converting a 5,000-digit integer
-        raise ValueError(f"expected a number of seconds from {low:.10g} to {high:.10g}, got an integer of {value.bit_length()} bits")
-    number = float(value)
-    if not (math.isfinite(number) and low <= number <= high):
-        raise ValueError(f"expected a number of seconds from {low:.10g} to {high:.10g}, got {number:g}")
-    return number
+        raise ValueError(f"expected {what} from {low:.10g} to {high:.10g}, got an integer of {value.bit_length()} bits")
+    result = float(value)
+    if not (math.isfinite(result) and low <= result <= high):
+        raise ValueError(f"expected {what} from {low:.10g} to {high:.10g}, got {result:g}")
+    return result
+
+
+def seconds(value: float, bounds: tuple[float, float]) -> float:
+    """A number of seconds within `bounds`."""
+    return number(value, bounds, "of seconds")
 
 
 def window(value: str) -> int:

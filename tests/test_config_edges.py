@@ -168,6 +168,26 @@ def test_timeout_1e10_and_dev_full_fail_before_anything_runs(tmp_path, command):
     assert ("timeout: expected a number of seconds" if command[0] == "status" else "deploy.audit:") in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["restart", "kko", "x", "--wait-timeout", "1e10"], "--wait-timeout: expected a number of seconds from 1 to 86400, got 1e+10"),
+        (["redeploy", "kko", "x", "--wait-timeout", "nan"], "--wait-timeout: expected a number of seconds from 1 to 86400, got nan"),
+        (["restart", "kko", "x", "--wait-timeout", "soon"], "--wait-timeout: not a number: 'soon'"),
+        (["audit", "--last", "0"], "--last: expected a whole number from 1 to 100000000, got '0'"),
+        (["audit", "--last", "9" * 5000], "--last: expected a whole number from 1 to 100000000, got '" + "9" * 58 + "…"),
+    ],
+)
+def test_numbers_on_the_command_line_are_bounded_too(tmp_path, capsys, args, expected):
+    path = tmp_path / "config.toml"
+    path.write_text(SITE)
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--config", str(path), *args])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith(expected) and "Traceback" not in err
+
+
 def test_url_checks_keep_the_forms_the_readme_names(tmp_path):
     """The URL rule refuses the bad, not the good: every documented form (IPv6, user, path, query) loads."""
     path = tmp_path / "config.toml"

@@ -21,6 +21,27 @@ READ_ONLY = (
 )
 
 
+#: --wait-timeout bounds (seconds): a wait of more than a day is no wait; 1e10 overflowed the timers.
+WAIT_RANGE = (1.0, 86400.0)
+
+
+def _wait_seconds(text: str) -> float:
+    from ..config_values import seconds
+
+    try:
+        return seconds(float(text), WAIT_RANGE)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("could not convert string to float: ", "not a number: "))
+
+
+def _count(text: str) -> int:
+    from ..config_values import shown
+
+    if not text.isdigit() or len(text) > 9 or not 1 <= int(text) <= 100_000_000:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 100000000, got {shown(text)}")
+    return int(text)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register restart, redeploy, plan and audit on dtmon's subcommand parser."""
 
@@ -39,7 +60,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     restart.add_argument("site")
     restart.add_argument("service", help="swarm name (stack_service) or the short name when unique")
     restart.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    restart.add_argument("--wait-timeout", type=float, default=300.0, metavar="S", help="seconds to wait (300)")
+    restart.add_argument("--wait-timeout", type=_wait_seconds, default=300.0, metavar="S", help="seconds to wait (300)")
     common(restart)
 
     redeploy = sub.add_parser(
@@ -57,7 +78,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     redeploy.add_argument("--resume", action="store_true",
                           help="continue the last failed run of this redeploy from its failed step (fresh plan); "
                           "refused when the last run was interrupted")
-    redeploy.add_argument("--wait-timeout", type=float, default=300.0, metavar="S",
+    redeploy.add_argument("--wait-timeout", type=_wait_seconds, default=300.0, metavar="S",
                           help="seconds each wait step may take (300)")
     common(redeploy)
 
@@ -72,7 +93,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     common(plan)
 
     audit = sub.add_parser("audit", help="show the audit log of actions", description="Show the audit log.")
-    audit.add_argument("--last", type=int, metavar="N", help="only the last N actions")
+    audit.add_argument("--last", type=_count, metavar="N", help="only the last N actions")
     audit.add_argument("--json", action="store_true", help="print the raw JSON lines")
     audit.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (TOML)")
 
