@@ -228,3 +228,26 @@ def test_another_users_private_directory_is_refused_by_name_not_permission_denie
     outcome = as_user(bob, bob, lambda: ActionLock(lock).acquire("x"))
     assert outcome.startswith("LockError: cannot open the action lock")
     assert f"belongs to uid {alice}, not to you or root" in outcome and "2770" in outcome
+
+
+def test_reading_the_audit_log_is_bounded_and_survives_any_line(tmp_path, monkeypatch, capsys):
+    from dtmon.actions import audit
+
+    with pytest.raises(AuditError, match="is not a regular file \\(a character device\\)"):
+        read(Path("/dev/full"))  # was read without end (OOM-killed at ~24 GB)
+    log = tmp_path / "audit.jsonl"
+    lines = [f'{{"event":"outcome","id":"a{n}","outcome":"done"}}' for n in range(100)]
+    log.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(audit, "MAX_READ", 1000)  # the newest 1000 bytes, from the first whole line
+    records = read(log)
+    assert records[-1]["id"] == "a99" and len(records) < 100
+    assert all(r["event"] == "outcome" for r in records)  # no half line read as an unreadable record
+    monkeypatch.setattr(audit, "MAX_READ", 64 << 20)
+    log.write_text("[" * 100_000 + "\n" + '{"event":"outcome","id":"n","outcome":"done","duration_s":NaN}\n')
+    records = read(log)
+    assert records[0]["event"] == "unreadable" and records[1]["id"] == "n"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[sites.kko]\ndocker = "unix:///x.sock"\n[deploy]\naudit = "{log}"\n')
+    assert cli.main(["--config", str(config), "audit", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out and '"duration_s": null' in out

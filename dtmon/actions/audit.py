@@ -66,8 +66,6 @@ def read(path: Path) -> list[dict[str, Any]]:
         raise AuditError(f"cannot read the audit log {path}: {os_reason(exc)}") from exc
     if data is None:
         return []
-    if len(data) == MAX_READ and b"\n" in data:  # maybe cut mid-line: start at the first whole one
-        data = data[data.index(b"\n") + 1:]
     text = data.decode("utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -75,7 +73,7 @@ def read(path: Path) -> list[dict[str, Any]]:
         try:
             value = json.loads(line)
             records.append(value if isinstance(value, dict) else {"event": "unreadable", "line": number})
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line of 100,000 nested brackets
             records.append({"event": "unreadable", "line": number, "text": line[:200]})
     return records
 

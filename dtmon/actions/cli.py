@@ -198,6 +198,7 @@ def run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO | 
 
 def _run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     if command == "audit":
+        from ..report import finite
         from .audit import read, render
 
         records = read(config.deploy.audit)
@@ -207,7 +208,7 @@ def _run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO, 
                 ids = list(dict.fromkeys(r.get("id") for r in records))[-args.last:]
                 wanted = [r for r in records if r.get("id") in ids]
             for record in wanted:
-                out.write(json.dumps(record) + "\n")
+                out.write(json.dumps(finite(record), allow_nan=False) + "\n")  # strict JSON, as status --json
         else:
             out.write(render(records, last=args.last) + "\n")
         return EXIT_OK

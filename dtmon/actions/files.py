@@ -140,8 +140,8 @@ def check_opened(path: Path, fd: int, shared: bool) -> None:
 
 
 def read_regular(path: Path, limit: int, tail: bool = False) -> bytes | None:
-    """The bytes of the regular file at `path`, not through a symlink: at most `limit` (the last `limit` when
-    `tail`, else ValueError when larger); None when there is no such file."""
+    """The bytes of the regular file at `path`, not through a symlink: at most `limit` (with `tail`, of a larger
+    file the last `limit` bytes from the first whole line on; else ValueError); None when there is no such file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -153,7 +153,8 @@ def read_regular(path: Path, limit: int, tail: bool = False) -> bytes | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnsafePath(f"{path} is not a regular file ({file_kind(info.st_mode)})")
-        if info.st_size > limit:
+        cut = info.st_size > limit
+        if cut:
             if not tail:
                 raise ValueError(f"{path} is larger than {limit} bytes")
             os.lseek(fd, info.st_size - limit, os.SEEK_SET)
@@ -164,6 +165,7 @@ def read_regular(path: Path, limit: int, tail: bool = False) -> bytes | None:
                 break
             chunks.append(chunk)
             size += len(chunk)
-        return b"".join(chunks)
+        data = b"".join(chunks)
+        return data[data.find(b"\n") + 1:] if cut else data  # a cut line is no record
     finally:
         os.close(fd)
