@@ -63,6 +63,15 @@ class SitePolled(Message):
     seconds: float
 
 
+@dataclass
+class SiteEvents(Message):
+    """A site's event stream: something changed (`connected` None), or the stream opened or broke."""
+
+    site: str
+    connected: bool | None
+    error: str | None = None
+
+
 class DtmonApp(App):
     """Every site's Datatrail stacks, live."""
 
@@ -116,12 +125,16 @@ class DtmonApp(App):
         self._suspended = False
         self._deferred: set[str] = set()
         self.secrets = config_secrets(config)  #: scrubbed from anything shown, crash reports included
+        self.streams: dict[str, Any] = {}  #: site -> its EventStream (sites whose collector can give one)
+        self.live: set[str] = set()  #: sites whose event stream is open
+        self._again: set[str] = set()  #: sites with an event during their poll: polled again right after
 
     # -- layout ------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield SiteBar(self.order, "ACTIONS ENABLED" if self.config.deploy.allow else "read-only",
-                      late_after=self.config.refresh + self.config.timeout)
+                      late_after=self.config.refresh + self.config.timeout,
+                      live_late_after=self.live_refresh + self.config.timeout)
         with Views():
             yield ServicesTable(compact_below=COMPACT_BELOW, id="services")
             if self.config.buckets is not None:
@@ -149,6 +162,7 @@ class DtmonApp(App):
         self.render_view()
         for name in self.order:
             self.start_poll(name)
+        self._start_streams()
         self.set_interval(self.tick_seconds, self.render_view, name="age tick")
         self.app_suspend_signal.subscribe(self, self._on_suspend)
         self.app_resume_signal.subscribe(self, self._on_resume)
@@ -210,7 +224,55 @@ class DtmonApp(App):
         self.polls += 1
         self.render_view()
         if self.is_running:
-            self._poll_timers[name] = self.set_timer(self.config.refresh, partial(self.start_poll, name), name=f"next poll {name}")
+            delay = 0.01 if name in self._again else self.poll_period(name)  # (a timer of 0 s divides by zero)
+            self._again.discard(name)
+            self._poll_timers[name] = self.set_timer(delay, partial(self.start_poll, name), name=f"next poll {name}")
+
+    # -- live events -----------------------------------------------------------------
+
+    @property
+    def live_refresh(self) -> float:
+        """Seconds between polls of a site whose event stream is open."""
+        return max(self.config.refresh, self.config.events.refresh)
+
+    def poll_period(self, name: str) -> float:
+        """Seconds until a site's next poll: longer while its event stream says when something changes."""
+        return self.live_refresh if name in self.live else self.config.refresh
+
+    def _start_streams(self) -> None:
+        """An event stream per site whose collector can say where its engine is (not the test fakes)."""
+        if not self.config.events.enabled:
+            return
+        from .collectors.events import EventStream
+
+        for name in self.order:
+            collector = self.collectors[name]
+            if not callable(getattr(collector, "endpoint", None)):
+                continue
+            site = collector.site
+            self.streams[name] = EventStream(
+                name, collector.endpoint, site.stacks,
+                on_hint=lambda name=name: self.post_message(SiteEvents(name, None)),
+                on_state=lambda connected, error, name=name: self.post_message(SiteEvents(name, connected, error)),
+                tls=site.tls, timeout=self.config.timeout, debounce=self.config.events.debounce,
+            ).start()
+
+    def on_site_events(self, message: SiteEvents) -> None:
+        name = message.site
+        if message.connected is None:  # something changed at the site: poll it now
+            if name in self._in_flight:
+                self._again.add(name)  # the poll under way may have read the engine before the change
+            else:
+                self.start_poll(name)
+            return
+        if message.connected == (name in self.live):
+            return
+        if message.connected:
+            self.live.add(name)
+        else:
+            self.live.discard(name)
+            self.start_poll(name)  # back to the short period; an engine that went away shows now
+        self.render_view()
 
     @property
     def suspended(self) -> bool:
@@ -246,6 +308,10 @@ class DtmonApp(App):
         self._close_messages_no_wait()
 
     def on_unmount(self) -> None:
+        for stream in self.streams.values():
+            stream.close(wait=0)  # all told to stop at once, then each waited for
+        for stream in self.streams.values():
+            stream.join()
         for collector in self.collectors.values():
             try:
                 collector.close()
@@ -265,7 +331,7 @@ class DtmonApp(App):
         if table is None:  # a tick or a poll arriving while the app is being torn down
             return
         with self.batch_update():
-            self.query_one(SiteBar).show(sites, now)
+            self.query_one(SiteBar).show(sites, now, self.live)
             for pane in self.query(BucketsPane):
                 pane.link(sites, now)
             rows = build_rows(sites, now, self.view)

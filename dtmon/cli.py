@@ -110,7 +110,11 @@ def _load(args: argparse.Namespace) -> Config | None:
 
 def describe(config: Config) -> str:
     """What `dtmon config check` prints: the config as understood."""
-    lines = [f"config: {config.path}", f"refresh: {config.refresh:g}s  timeout: {config.timeout:g}s", "sites:"]
+    events = config.events
+    lines = [f"config: {config.path}", f"refresh: {config.refresh:g}s  timeout: {config.timeout:g}s",
+             f"events: followed; a site with its stream open is polled every {max(config.refresh, events.refresh):g}s"
+             f" (debounce {events.debounce:g}s)" if events.enabled else "events: not followed",
+             "sites:"]
     for site in config.sites:
         lines.append(f"  {site.name}: {redact_url(site.docker)}" + ("  (TLS)" if site.tls else ""))
         for stack, file in site.stacks.items():

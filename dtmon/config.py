@@ -86,6 +86,12 @@ class _Deploy(msgspec.Struct, forbid_unknown_fields=True):
     lock: str = ""
 
 
+class _Events(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool = True
+    refresh: float = 60.0
+    debounce: float = 0.25
+
+
 class _File(msgspec.Struct, forbid_unknown_fields=True):
     refresh: float = 5.0
     timeout: float = 5.0
@@ -94,6 +100,7 @@ class _File(msgspec.Struct, forbid_unknown_fields=True):
     prometheus: _Prometheus | None = None
     deploy: _Deploy = msgspec.field(default_factory=_Deploy)
     health: _Health = msgspec.field(default_factory=_Health)
+    events: _Events = msgspec.field(default_factory=_Events)
 
 
 # ---------------------------------------------------------------------------
@@ -172,6 +179,15 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """Live events: each site's Docker event stream, used as a "refresh now" hint."""
+
+    enabled: bool = True  #: follow each site's event stream (the dashboard only; `status` polls once)
+    refresh: float = 60.0  #: seconds between polls of a site whose stream is open (never less than `refresh`)
+    debounce: float = 0.25  #: seconds a burst of events is gathered before the site is polled
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything dtmon was told, after validation."""
 
@@ -183,6 +199,7 @@ class Config:
     prometheus: PrometheusConfig | None = None
     deploy: DeployConfig = field(default_factory=DeployConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     def site(self, name: str) -> SiteConfig:
         """The site called `name`, or KeyError."""
@@ -495,7 +512,12 @@ def _build(path: Path, raw: _File) -> Config:
     if not (sites or buckets or prometheus):  # else `status` would call nothing "all healthy"
         raise ConfigError(f"{path}: (top level): nothing to watch: expected at least one [sites.NAME] table"
                           " (or [buckets] / [prometheus])")
-    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy, health)
+    events = EventsConfig(
+        raw.events.enabled,
+        _seconds(path, "events.refresh", raw.events.refresh, values.REFRESH_RANGE),
+        _seconds(path, "events.debounce", raw.events.debounce, values.DEBOUNCE_RANGE),
+    )
+    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy, health, events)
 
 
 def _buckets(path: Path, raw: _Buckets) -> BucketsConfig:

@@ -32,6 +32,7 @@ CRASHLOOP_WINDOW_RANGE = (1.0, 7 * 86400.0)
 ERROR_AGE_RANGE = (1.0, 366 * 86400.0)
 #: (low, high) of [health] crashloop_failures.
 CRASHLOOP_FAILURES_RANGE = (1, 10**6)
+DEBOUNCE_RANGE = (0.01, 60.0)
 #: A Prometheus `window` from one minute to one year.
 WINDOW_RANGE = (60, 365 * 86400)
 

@@ -116,8 +116,13 @@ def awaiting_first_poll(site: SiteStatus) -> bool:
     return not site.reachable and site.polled_at is None and site.error in (None, "not polled yet")
 
 
-def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None) -> Chip:
-    """E.g. "chime ✓ 12ms 3s", "chime ▲3 12ms 3s", "kko ✗ 2m" (the age of the data shown).
+#: After a site's name on its chip: its event stream is open, so changes show within about a second.
+LIVE_MARK = "•"
+
+
+def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None, live: bool = False) -> Chip:
+    """E.g. "chime ✓ 12ms 3s", "chime ▲3 12ms 3s", "kko ✗ 2m" (the age of the data shown);
+    "chime• ✓ 12ms" when the site's event stream is open (`live`).
 
     With `late_after` (seconds), a reachable site's age is shown only once its data is that old:
     an age that cycles 0s, 1s, 2s with every poll says nothing, yet repaints the chip every second.
@@ -132,7 +137,8 @@ def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None) 
     problems = site_problem_count(site)
     mark = f"▲{problems}" if problems else "✓"
     late = late_after is None or site.polled_at is None or (now - site.polled_at).total_seconds() >= late_after
-    text = " ".join(p for p in (site.name, mark, latency(site.latency_ms), data_age if late else "") if p)
+    name = site.name + (LIVE_MARK if live else "")
+    text = " ".join(p for p in (name, mark, latency(site.latency_ms), data_age if late else "") if p)
     return Chip(text, "problems" if problems else "ok")
 
 

@@ -422,6 +422,12 @@ class SwarmCollector:
             return self._tunnel.ensure(self.timeout)
         return url
 
+    def endpoint(self, timeout: float) -> str:
+        """The engine's base URL as this collector reaches it now (for an ssh site, its tunnel's local
+        socket, started if need be): what the site's event stream connects to."""
+        with self._lock:
+            return self._base_url()
+
     def client(self, timeout: float):
         """The site's APIClient, created (and the API version negotiated) on first use."""
         import docker

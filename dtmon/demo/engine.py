@@ -440,6 +440,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = _other
 
+    def _events(self, api: SiteApi) -> None:
+        _handle_events(self, api)
+
     def _route(self) -> None:
         url = urlsplit(self.path)
         path = url.path
@@ -457,6 +460,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/_ping":
             self._send(200, b"OK", "text/plain; charset=utf-8")
+        elif path == "/events" and self.command == "GET":
+            self._events(api)
         elif path == "/version":
             self._json(200, api.version_json())
         elif path == "/info":
@@ -485,6 +490,47 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, api.service_json(svc, now, status=False))
         else:
             self._error(404, "page not found")
+
+
+def _service_states(api: SiteApi) -> dict[str, tuple[str, Any]]:
+    """Each service's name by ID, with what an event would be about: its replica counts and version."""
+    now = api.world.now()
+    return {
+        svc["ID"]: (svc["Spec"]["Name"], (svc.get("ServiceStatus"), svc.get("Version"), svc.get("UpdateStatus")))
+        for svc in api.services({}, now, True)
+    }
+
+
+def _handle_events(handler: "_Handler", api: SiteApi) -> None:
+    """GET /events: the stream stays open until the server stops or the site's manager goes away, and
+    says `service update` (all a real service event carries: the name) whenever a service moves."""
+    handler.send_response(200)
+    for key, value in _HEADERS.items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    handler.wfile.flush()
+    handler.close_connection = True
+    before = _service_states(api)
+    while not handler.server.stopping.wait(0.5):
+        if api.world.outage_end(api.site, api.world.now()) is not None:
+            return  # a manager that stopped answering drops its streams
+        after = _service_states(api)
+        for service_id, (name, state) in after.items():
+            if before.get(service_id, (None, None))[1] == state:
+                continue
+            when = time.time()
+            event = {"Type": "service", "Action": "update" if service_id in before else "create",
+                     "Actor": {"ID": service_id, "Attributes": {"name": name}},
+                     "scope": "swarm", "time": int(when), "timeNano": int(when * 1e9)}
+            line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+            try:
+                handler.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                handler.wfile.flush()
+            except OSError:  # the client went away: the stream ends quietly
+                return
+        before = after
 
 
 class EngineServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

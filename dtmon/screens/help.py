@@ -65,6 +65,7 @@ LEGEND = (
     ("✓", "site chip: every service running (or stopped on purpose); then poll latency"),
     ("▲3", "site chip: three services need attention"),
     ("✗ 2m", "site chip: the manager does not answer; its data, shown dimmed, is 2 minutes old"),
+    ("name•", "site chip: the site's event stream is open; a change shows within a second"),
     ("…", "site chip: first poll still running"),
     ("12s", "on a chip: the data is older than a poll period plus the timeout"),
     ("▾ / ▸", "services: a stack shown unfolded / folded (enter on its row toggles it)"),

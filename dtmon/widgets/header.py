@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -29,21 +29,26 @@ class SiteChips(Widget):
 
     COMPONENT_CLASSES = {f"sitechips--{state}" for state in CHIP_STATES}
 
-    def __init__(self, sites: Sequence[str], late_after: float | None = None) -> None:
+    def __init__(self, sites: Sequence[str], late_after: float | None = None,
+                 live_late_after: float | None = None) -> None:
         super().__init__(id="chips")
         self.sites = tuple(sites)
         self.late_after = late_after
+        #: A site with an open event stream is polled less often: its data is late only later.
+        self.live_late_after = live_late_after if live_late_after is not None else late_after
         self._latency: dict[str, float | None] = {}
         self.shown: dict[str, Chip] = {name: Chip(f"{name} …", "pending") for name in self.sites}
 
-    def show(self, sites: Sequence[SiteStatus], now: datetime) -> int:
-        """Update the chips; returns how many changed. Only the cells of changed chips are repainted
-        (and those after a chip whose width changed, since they move)."""
+    def show(self, sites: Sequence[SiteStatus], now: datetime, live: Collection[str] = ()) -> int:
+        """Update the chips (`live`: the sites whose event stream is open); returns how many changed.
+        Only the cells of changed chips are repainted (and those after a chip whose width changed)."""
         chips = {}
         for site in sites:
             shown = self._latency.get(site.name)
             self._latency[site.name] = steady = steady_latency(shown, site.latency_ms)
-            chips[site.name] = site_chip(replace(site, latency_ms=steady), now, self.late_after)
+            is_live = site.name in live
+            late_after = self.live_late_after if is_live else self.late_after
+            chips[site.name] = site_chip(replace(site, latency_ms=steady), now, late_after, is_live)
         changed = [name for name in self.sites if name in chips and self.shown.get(name) != chips[name]]
         if not changed:
             return 0
@@ -85,16 +90,18 @@ class SiteChips(Widget):
 class SiteBar(Horizontal):
     """Chips for every site, then the read-only marker on the right."""
 
-    def __init__(self, sites: Sequence[str], marker: str, late_after: float | None = None) -> None:
+    def __init__(self, sites: Sequence[str], marker: str, late_after: float | None = None,
+                 live_late_after: float | None = None) -> None:
         super().__init__(id="sitebar")
         self.sites = tuple(sites)
         self._marker = marker
         self._late_after = late_after
+        self._live_late_after = live_late_after
 
     def compose(self) -> ComposeResult:
-        yield SiteChips(self.sites, self._late_after)
+        yield SiteChips(self.sites, self._late_after, self._live_late_after)
         yield Static(Content(self._marker), id="mode", markup=False)  # never changes: a Static will do
 
-    def show(self, sites: Sequence[SiteStatus], now: datetime) -> int:
+    def show(self, sites: Sequence[SiteStatus], now: datetime, live: Collection[str] = ()) -> int:
         """Update every chip; returns how many changed."""
-        return self.query_one(SiteChips).show(sites, now)
+        return self.query_one(SiteChips).show(sites, now, live)
