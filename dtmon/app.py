@@ -254,7 +254,7 @@ class DtmonApp(App):
                 name, collector.endpoint, site.stacks,
                 on_hint=lambda name=name: self.post_message(SiteEvents(name, None)),
                 on_state=lambda connected, error, name=name: self.post_message(SiteEvents(name, connected, error)),
-                tls=site.tls, timeout=self.config.timeout, debounce=self.config.events.debounce,
+                timeout=self.config.timeout, debounce=self.config.events.debounce,
             ).start()
 
     def on_site_events(self, message: SiteEvents) -> None:

@@ -91,7 +91,7 @@ def test_backoff_doubles_up_to_a_cap():
 
 def test_a_stream_to_nowhere_retries_quietly_and_closes(tmp_path):
     states: list[tuple[bool, str | None]] = []
-    stream = EventStream("x", lambda _t: f"unix://{tmp_path}/none.sock", {"datatrail"}, on_hint=lambda: None,
+    stream = EventStream("x", lambda _t: (f"unix://{tmp_path}/none.sock", None), {"datatrail"}, on_hint=lambda: None,
                          on_state=lambda c, e: states.append((c, e))).start()
     deadline = time.monotonic() + 5
     while not states and time.monotonic() < deadline:
@@ -150,7 +150,7 @@ def test_stream_hints_on_watched_changes_only_and_reconnects_after_a_restart(eng
     hints: list[float] = []
     states: list[tuple[bool, str | None]] = []
     fds, threads = _fds(), set(threading.enumerate())
-    stream = EventStream("events", lambda _t: engine.url, {"datatrail"}, on_hint=lambda: hints.append(time.monotonic()),
+    stream = EventStream("events", lambda _t: (engine.url, None), {"datatrail"}, on_hint=lambda: hints.append(time.monotonic()),
                          on_state=lambda c, e: states.append((c, e)), debounce=0.1, min_gap=0.2).start()
     try:
         _until(lambda: stream.connected, 10, "stream open")

@@ -259,19 +259,19 @@ class EventStream:
     """Follows one site's events in a thread of its own; calls `on_hint()` (debounced) when a watched
     stack changes, and `on_state(connected, error)` when the stream opens or breaks.
 
-    `endpoint(timeout)` gives the engine's base URL each time the stream (re)opens: the site collector's
-    answer, so an ssh site's tunnel (or whichever manager answers) is followed, not a fixed path.
+    `endpoint(timeout)` gives the engine's base URL and client TLS each time the stream (re)opens: the
+    site collector's answer, so an ssh site's tunnel (or whichever manager answers) is followed, not a
+    fixed path.
     """
 
     def __init__(
         self,
         name: str,
-        endpoint: Callable[[float], str],
+        endpoint: Callable[[float], tuple[str, TlsConfig | None]],
         stacks: Collection[str],
         on_hint: Callable[[], None],
         on_state: Callable[[bool, str | None], None] = lambda _connected, _error: None,
         *,
-        tls: TlsConfig | None = None,
         timeout: float = 5.0,
         debounce: float = DEBOUNCE,
         min_gap: float = MIN_GAP,
@@ -282,7 +282,6 @@ class EventStream:
         self.stacks = frozenset(stacks)
         self.on_hint = on_hint
         self.on_state = on_state
-        self.tls = tls
         self.timeout = timeout
         self.debounce = debounce
         self.min_gap = min_gap
@@ -368,8 +367,8 @@ class EventStream:
 
     def _follow(self) -> None:
         """One connection: open, read events until it ends; raises on failure."""
-        base_url = self.endpoint(self.timeout)
-        sock = open_socket(base_url, self.tls, self.timeout)
+        base_url, tls = self.endpoint(self.timeout)
+        sock = open_socket(base_url, tls, self.timeout)
         with self._sock_lock:
             self._sock = sock
         if self._stop.is_set():

@@ -13,7 +13,7 @@ from typing import Any
 from .. import sanitize
 from ..redact import scrub, url_secrets
 from ..sanitize import LogLine
-from ..config import HealthConfig, SiteConfig
+from ..config import HealthConfig, SiteConfig, TlsConfig
 from ..model import (
     CRASHLOOP,
     DEGRADED,
@@ -422,11 +422,11 @@ class SwarmCollector:
             return self._tunnel.ensure(self.timeout)
         return url
 
-    def endpoint(self, timeout: float) -> str:
+    def endpoint(self, timeout: float) -> tuple[str, TlsConfig | None]:
         """The engine's base URL as this collector reaches it now (for an ssh site, its tunnel's local
-        socket, started if need be): what the site's event stream connects to."""
+        socket, started if need be) and its client TLS: what the site's event stream connects to."""
         with self._lock:
-            return self._base_url()
+            return self._base_url(), self.site.tls
 
     def client(self, timeout: float):
         """The site's APIClient, created (and the API version negotiated) on first use."""
