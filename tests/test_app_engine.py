@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -76,7 +77,10 @@ async def test_table_matches_docker_service_ls_and_detail_shows_engine_tasks(wor
 
 
 async def test_a_hung_manager_goes_stale_on_screen_while_the_other_site_keeps_updating(world):
+    # Polled every 0.5 s even while the event streams are open: a SIGSTOPped engine keeps its stream open
+    # and silent, so only a poll finds it hung (with the default events.refresh, within 60 s).
     config = load(world.write_config(timeout=2.0, refresh=0.5))
+    config = dataclasses.replace(config, events=dataclasses.replace(config.events, refresh=0.5))
     chime = world.engines["chime"]
     app = DtmonApp(config)
     async with app.run_test(size=(160, 48)) as pilot:

@@ -217,7 +217,11 @@ def open_socket(base_url: str, tls: TlsConfig | None, timeout: float) -> socket.
         raise StreamError(f"cannot follow events at {base_url!r}")
     default_port = 2376 if tls is not None or parts.scheme == "https" else 2375
     sock = socket.create_connection((parts.hostname, parts.port or default_port), timeout)
+    # A link that dies without a word (no FIN, no RST) is found within ~30 s, not the kernel's 2 hours.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
     if tls is not None or parts.scheme == "https":
         context = _tls_context(tls) if tls is not None else ssl.create_default_context()
         try:
