@@ -233,13 +233,14 @@ def test_events_config_defaults_and_bad_values(tmp_path):
     from dtmon.config import ConfigError, load
 
     path = tmp_path / "c.toml"
-    path.write_text("refresh = 5\n")
+    site = '[sites.chime]\ndocker = "unix:///var/run/docker.sock"\n'
+    path.write_text(f"refresh = 5\n{site}")
     events = load(path).events
     assert (events.enabled, events.refresh, events.debounce) == (True, 60.0, 0.25)
-    path.write_text("[events]\nenabled = false\nrefresh = 120\n")
+    path.write_text(f"{site}[events]\nenabled = false\nrefresh = 120\n")
     assert load(path).events.enabled is False and load(path).events.refresh == 120.0
     for bad in ("refresh = 0", "debounce = -1", 'refresh = "60"', "every = 3"):
-        path.write_text(f"[events]\n{bad}\n")
+        path.write_text(f"{site}[events]\n{bad}\n")
         with pytest.raises(ConfigError, match=r"events\."):
             load(path)
 
