@@ -88,7 +88,8 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def config_secrets(config) -> list[str]:
-    """Every secret of a loaded config: the passwords of its URLs and the announce webhook whole."""
+    """Every secret of a loaded config: the passwords of its URLs, the announce webhook whole, and the
+    Buckets token of the environment."""
     found: list[str] = []
     for site in getattr(config, "sites", ()):
         found += url_secrets(site.docker)
@@ -96,6 +97,13 @@ def config_secrets(config) -> list[str]:
         if source is not None:
             for url in getattr(source, "urls", None) or (source.url,):
                 found += url_secrets(url)
+    buckets = getattr(config, "buckets", None)
+    if buckets is not None:
+        from .workflow_env import find_token
+
+        token, _note = find_token(buckets.token_env)
+        if token is not None:
+            found.append(token.value)
     deploy = getattr(config, "deploy", None)
     if deploy is not None and deploy.announce:
         found += url_secrets(deploy.announce, whole=True)

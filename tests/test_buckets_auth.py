@@ -263,3 +263,22 @@ async def test_the_dashboard_polls_the_workspace_urls_and_keeps_the_token_off_sc
         assert "unauthorized: the token in $WORKFLOW_HTTP_TOKEN was refused (HTTP 403)" in summary
         screen = app.export_screenshot()
         assert TOKEN not in screen and "wrong-" not in screen
+
+
+async def test_a_server_that_echoes_the_token_does_not_get_it_shown(monkeypatch, no_token):
+    import httpx
+
+    from dtmon.redact import config_secrets
+    from dtmon.config import Config
+
+    monkeypatch.setenv("WORKFLOW_HTTP_TOKEN", TOKEN)
+    seen = []
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-access-token"))
+        return httpx.Response(200, text=f"{request.headers['x-access-token']} is not welcome here")
+
+    report = await BucketsCollector(BucketsConfig("http://buckets.test"), 2.0, transport=httpx.MockTransport(echo)).poll()
+    assert seen == [TOKEN]  # sent...
+    assert "malformed answer: not JSON" in report.error and TOKEN not in report.error  # ...never shown
+    assert TOKEN in config_secrets(Config(path=None, buckets=BucketsConfig("http://buckets.test")))

@@ -196,6 +196,8 @@ class BucketsCollector:
         self.token, self.token_note = find_token(cfg.token_env)
         #: What no report may show: the passwords of the URLs (reports name a URL as redact_url shows it).
         self._secrets = [secret for url in cfg.urls for secret in url_secrets(url)]
+        if self.token is not None:  # a server that echoes it (in a reason phrase, a body quoted) shows it not
+            self._secrets.append(self.token.value)
         #: The base URL in use: the first of `cfg.urls` that answered `HEAD /version` at the last look.
         self.active = cfg.url
         self._chosen_at: float | None = None  #: monotonic time of the last look; None: look before polling
