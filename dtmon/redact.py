@@ -101,7 +101,7 @@ def config_secrets(config) -> list[str]:
     if buckets is not None:
         from .workflow_env import find_token
 
-        token, _note = find_token(buckets.token_env)
+        token, _note = find_token(getattr(buckets, "token_env", None))
         if token is not None:
             found.append(token.value)
     deploy = getattr(config, "deploy", None)
