@@ -32,6 +32,7 @@ LINK = "\x1b]8;;file:///etc/passwd\x07click\x1b]8;;\x07"  # OSC 8: a hyperlink
 RESET = "\x1bc"  # RIS: reset the terminal
 C1_CSI = "\x9b2J"  # CSI as one C1 byte: erase the screen
 BIDI = "\u202egnp.exe"  # right-to-left override: "exe.png" reads as an image
+MARKUP = "markup_[link=file:///etc/passwd]x[/link][reverse]r"  # Rich/Textual markup: a link (OSC 8), a style
 #: The injected sequences as bytes a terminal would receive (UTF-8), to look for in what dtmon writes.
 INJECTED = [s.encode() for s in ("\x1b]0;pwned", "\x1b]52;", "\x1b]8;;file:", "\x1bc", "\x9b", "\u202e")]
 
@@ -88,6 +89,7 @@ def _escapes() -> dict:
         "services": [
             service("s1", f"dt_title_{TITLE}{WIPE}", "dt", image=f"img{WIPE}:tag{CLIPBOARD}"),
             service("s2", f"dt_link_{LINK}", "dt", running=0, desired=1),
+            service("s3", f"dt_{MARKUP}", "dt"),
         ],
         "tasks": [task("t1", "s1", "dt"),
                   task("t2", "s2", "dt", state="failed", err=f"boom {RESET} {C1_CSI} {BIDI}")],

@@ -143,6 +143,8 @@ async def test_the_dashboard_survives_every_hostile_mode(tmp_path) -> None:
                 elif engine_mode == "escapes":
                     names = [s.name for s in site.services]
                     assert "dt_title_^[]0;pwned^G^[[2J" in names
+                    # Markup in a name is shown as written: no link, no style.
+                    assert any("[link=file:///etc/passwd]x[/link]" in t for t in cell_texts(tables[0]))
                 if http_mode in ("huge", "negative", "error-500"):
                     assert not buckets.report.reachable and PASSWORD not in buckets.report.error
                 if http_mode == "duplicates":  # the same series twice and labels that display alike: 5 rows
@@ -315,3 +317,44 @@ def test_an_error_quoting_a_url_with_a_password_shows_none_of_it() -> None:
     assert PASSWORD not in report.error and PASSWORD not in report.url
     assert report.url == "http://alice:***@127.0.0.1:9"
     assert BIDI not in report.error
+
+
+async def test_a_command_naming_a_server_given_name_is_never_markup(tmp_path) -> None:
+    """The progress screen's steps table shows each command as it is: a service called `[link=…]x[/link]`
+    makes no hyperlink and no style (a plain str cell in a DataTable is read as markup)."""
+    from rich.text import Text
+
+    from dtmon.actions.plan import ANNOUNCE, Plan, Step
+    from dtmon.screens.actions import Progress
+    from test_actions_tui import make_app, make_config, wait_finished
+
+    from hostile import MARKUP
+
+    command = f"POST http://127.0.0.1:9/… # {MARKUP}"
+    step = Step(ANNOUNCE, "announce", command, "kko", "datatrail-client", payload="{}", url="http://127.0.0.1:9/x")
+    config = make_config(tmp_path, allow=True)
+    app = make_app(config)
+    async with app.run_test(size=(160, 30)) as pilot:
+        screen = Progress(config, Plan("redeploy", "kko", "datatrail-client", steps=(step,)))
+        app.push_screen(screen)
+        await wait_finished(screen, pilot)
+        cell = screen.query_one("#steps").get_cell("0", "step")
+        assert isinstance(cell, Text) and cell.plain == command and not cell.spans
+
+
+def test_a_restart_by_a_name_two_services_share_is_refused() -> None:
+    from dataclasses import replace
+
+    from dtmon.actions.plan import plan_restart
+    from dtmon.model import StackStatus
+    from test_plan import make_config, make_snapshot, service
+
+    snap = make_snapshot()
+    kko = snap.site("kko")
+    twin = replace(service("kko", "datatrail-client", "worker", sid="other"), key_suffix="#other")
+    stacks = tuple(StackStatus(s.name, s.services + ((twin,) if s.name == "datatrail-client" else ()))
+                   for s in kko.stacks)
+    snap = replace(snap, sites=tuple(replace(s, stacks=stacks) if s.name == "kko" else s for s in snap.sites))
+    plan = plan_restart(make_config(), snap, "kko", "datatrail-client_worker")
+    assert not plan.ok and "2 services at kko are named datatrail-client_worker" in plan.refusal
+    assert plan_restart(make_config(), make_snapshot(), "kko", "datatrail-client_worker").ok

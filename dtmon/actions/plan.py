@@ -404,6 +404,10 @@ def plan_restart(config: Config, snapshot: Snapshot, site: str, service: str) ->
     found = find_service(snapshot.site(site), service)
     if found is None:
         return replace(base, refusal=f"no watched service {service!r} at {site}")
+    same = [s for s in snapshot.site(site).services if s.name == found.name and s.id is not None]
+    if len(same) > 1:  # two services answer to one name: which one the operator meant is not known
+        return replace(base, target=found.name,
+                       refusal=f"{len(same)} services at {site} are named {found.name}: restart one with docker")
     base = replace(base, target=found.name)
     if found.id is None or found.state == MISSING:
         return replace(base, refusal=f"{found.name} is not deployed at {site}")

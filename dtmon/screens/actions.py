@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -154,7 +155,8 @@ class Progress(Screen):
         table.add_column("time", key="time", width=7)
         table.add_column("step", key="step")
         for index, step in enumerate(self.plan.steps):
-            table.add_row(str(index + 1), f"{MARK['pending']} pending", "", step.command, key=str(index))
+            # A str cell is read as markup: the command holds names from servers, so it is Text, always.
+            table.add_row(str(index + 1), f"{MARK['pending']} pending", "", Text(step.command), key=str(index))
         if self.autostart:
             self.start()
 
@@ -358,7 +360,7 @@ class ActionsMixin:
             self.notify("select a stack to redeploy", severity="warning")
             return
         snap = self.seen_snapshot()
-        self.notify(f"planning redeploy of {stack} at {site}: fetching compose repos…")
+        self.notify(f"planning redeploy of {stack} at {site}: fetching compose repos…", markup=False)
         self.run_worker(
             lambda: self.post_message(PlanReady(gather_redeploy_plan(self.config, snap, site, stack))),
             thread=True,
