@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a subcommand, opens the dashboard.",
         epilog="Config: --config PATH, else $DTMON_CONFIG, else $XDG_CONFIG_HOME/dtmon/config.toml. "
         "Buckets token: $WORKFLOW_HTTP_TOKEN (else WORKFLOW_TOKEN, GITHUB_TOKEN, GITHUB_PAT), as for workflow-core. "
-        "Exit codes: 0 healthy, 1 a problem was found, 2 configuration or usage error.",
+        "Exit codes: 0 healthy, 1 a problem was found, 2 configuration or usage error; the dashboard ended by "
+        "SIGTERM or SIGHUP restores the terminal and exits 143 or 129.",
     )
     parser.add_argument("--config", metavar="PATH", help="config file (TOML)")
     parser.add_argument("--version", action="version", version=f"dtmon {__version__}")

@@ -151,7 +151,11 @@ def url(value: str, schemes: tuple[str, ...], *, port_required: tuple[str, ...] 
     )
     if not isinstance(value, str) or not value or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise ValueError(f"expected a URL ({expected}), got {shown(value)}")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.hostname  # noqa: B018 - raises ValueError for a broken [IPv6] literal
+    except ValueError:
+        raise ValueError(f"expected a URL ({expected}), got {shown(value)}") from None
     scheme = parts.scheme.lower()
     if scheme not in schemes or not value.lower().startswith(f"{scheme}://"):
         raise ValueError(f"expected a URL ({expected}), got {shown(value)}")

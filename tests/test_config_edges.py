@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dtmon import cli
+from dtmon import cli, config_values
 from dtmon.config import Config, ConfigError, load
 from dtmon.model import SiteStatus, Snapshot
 from dtmon.report import render_json
@@ -297,3 +297,22 @@ def test_any_values_give_a_config_or_one_config_error_line(document):
         assert 0.1 <= config.refresh <= 86400 and 0.1 <= config.timeout <= 3600
         assert config.sites or config.buckets or config.prometheus
         cli.describe(config)  # what `config check` prints is printable
+
+
+URLISH = st.builds(lambda scheme, rest: scheme + rest,
+                   st.sampled_from(["", "unix://", "tcp://", "ssh://", "http://", "https://", "HTTP://", "ftp://"]),
+                   st.text(alphabet=st.sampled_from(list("ab1:/@[]%?#.- \x00\x1b9")) | st.characters(), max_size=40))
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(value=URLISH, schemes=st.sampled_from([("unix", "tcp", "ssh"), ("http", "https")]))
+def test_the_url_rule_answers_a_url_or_a_value_error(value, schemes):
+    try:
+        accepted = config_values.url(value, schemes, port_required=("tcp",))
+    except ValueError as exc:
+        assert str(exc).isprintable()
+        return
+    parts = config_values.urlsplit(accepted)
+    assert parts.scheme.lower() in schemes
+    assert parts.port is None or 1 <= parts.port <= 65535
+    assert all(ch.isprintable() and not ch.isspace() for ch in accepted)
