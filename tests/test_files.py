@@ -214,6 +214,10 @@ def test_operators_share_one_audit_log_and_lock_in_a_setgid_group_directory(open
     assert (log.stat().st_uid, log.stat().st_gid, stat.S_IMODE(log.stat().st_mode)) == (alice, group, 0o660)
     assert as_user(bob, group, act("bob")) == "ok: done"
     assert [r["user"] for r in read(log)] == ["alice", "bob"]
+    # A lock an older dtmon left 0644: the next operator is told what to change, not only "Permission denied".
+    lock.chmod(0o644)
+    assert "a file in a shared directory must be group-writable (chmod 660" in as_user(bob, group, act("bob"))
+    lock.chmod(0o660)
     # Someone outside the group gets a plain refusal, not the operators' files.
     assert "Permission denied" in as_user(spare_ids(4)[3], spare_ids(4)[3], act("mallory"))
 

@@ -109,6 +109,9 @@ def open_file(path: Path, flags: int) -> int:
             fd = os.open(path, flags | common)
         except OSError as exc:
             _refuse_odd_file(path, exc)
+            if shared and isinstance(exc, PermissionError):  # e.g. a lock an older dtmon created 0644
+                raise PermissionError(exc.errno, f"Permission denied: a file in a shared directory must be "
+                                      f"group-writable (chmod 660 {path})", None) from exc
             raise
         created = False
     try:
