@@ -444,7 +444,9 @@ def write_hostile_config(directory: Path, engine: HostileEngine, http: HostileHt
         compose.write_text("services:\n" + "".join(f"  {s}:\n    image: busybox:1\n" for s in services))
         lines.append(f"{json.dumps(stack)} = {json.dumps(str(compose))}")
     if http is not None:
+        # datatrail-ok holds work: without a consumer it would be a problem ("consumer unknown").
         lines += ["", "[buckets]", f"url = {json.dumps(http.url)}", 'include = ["*"]',
+                  "[buckets.consumers]", '"datatrail-ok" = "hostile/dt_svc"',
                   "", "[prometheus]", f"url = {json.dumps(http.url)}"]
     if announce:
         lines += ["", "[deploy]", f"announce = {json.dumps(announce)}"]
