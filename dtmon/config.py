@@ -354,6 +354,10 @@ DOCKER_SCHEMES = ("unix", "tcp", "ssh")
 HTTP_SCHEMES = ("http", "https")
 
 
+#: Most replicas a compose file may ask for (as many as dtmon believes of an engine).
+MAX_REPLICAS = 1_000_000
+
+
 def parse_compose(path: Path) -> dict[str, int]:
     """Service short names -> desired replicas declared in a compose file; raises ValueError."""
     import yaml  # local: only config loading needs YAML
@@ -377,20 +381,24 @@ def parse_compose(path: Path) -> dict[str, int]:
         raise ValueError("expected a compose file with a non-empty `services` mapping")
     services: dict[str, int] = {}
     for name, spec in data["services"].items():
+        try:
+            values.name(str(name))  # a compose service name, as the swarm service's is <stack>_<name>
+        except ValueError as exc:
+            raise ValueError(f"services: {exc}") from None
         spec = spec if isinstance(spec, dict) else {}
         deploy = spec.get("deploy") if isinstance(spec.get("deploy"), dict) else {}
         if deploy.get("mode") == "global":
             replicas = 1
         else:
             replicas = deploy.get("replicas", 1)
-            if isinstance(replicas, str) and replicas.strip().isdigit():  # what interpolation yields, e.g. "2"
-                replicas = int(replicas)
+            if isinstance(replicas, str) and replicas.strip().isascii() and replicas.strip().isdigit():
+                replicas = int(replicas) if len(replicas.strip()) <= 9 else -1  # what interpolation yields, e.g. "2"
             elif isinstance(replicas, str) and "$" in replicas:  # ${N}: known only to `docker stack deploy`
                 replicas = 1
-            if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-                raise ValueError(
-                    f"services.{name}.deploy.replicas: expected a whole number of replicas (0 or more), got {replicas!r}"
-                )
+            if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS:
+                shown = values.shown(deploy.get("replicas"))
+                raise ValueError(f"services.{name}.deploy.replicas: expected a whole number of replicas "
+                                 f"(0 to {MAX_REPLICAS}), got {shown}")
         services[str(name)] = replicas
     return services
 

@@ -174,9 +174,9 @@ def test_bad_config_message_names_file_key_and_expectation(tree, text, expected)
         ("services: {}\n", "expected a compose file with a non-empty `services` mapping"),
         ("- just\n- a list\n", "expected a compose file with a non-empty `services` mapping"),
         ('services:\n  server:\n    deploy:\n      replicas: "two"\n',
-         "services.server.deploy.replicas: expected a whole number of replicas (0 or more), got 'two'"),
+         "services.server.deploy.replicas: expected a whole number of replicas (0 to 1000000), got 'two'"),
         ("services:\n  server:\n    deploy:\n      replicas: -3\n",
-         "services.server.deploy.replicas: expected a whole number of replicas (0 or more), got -3"),
+         "services.server.deploy.replicas: expected a whole number of replicas (0 to 1000000), got -3"),
         ("services:\n  server:\n    deploy:\n      replicas: 1.5\n", "got 1.5"),
     ],
 )

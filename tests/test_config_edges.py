@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtmon import cli, config_values
-from dtmon.config import Config, ConfigError, load
+from dtmon.config import MAX_REPLICAS, Config, ConfigError, load, parse_compose
 from dtmon.model import SiteStatus, Snapshot
 from dtmon.report import render_json
 
@@ -88,6 +88,12 @@ EDGES = {
     "escape in a stack name": (SITE + '[sites.kko.stacks]\n"\\u001b]0;pwned\\u0007" = "c.yaml"\n', "sites.kko.stacks",
                                "got '\\x1b]0;pwned\\x07'"),
     "slash in a site name": ('[sites."a/b"]\ndocker = "unix:///x.sock"\n', "sites", "got 'a/b'"),
+    "service name with an escape": (lambda tree: ((tree / "c.yaml").write_text("services:\n  \"a\\e]0;x\\a\": {}\n"),
+                                                  SITE + '[sites.kko.stacks]\na = "c.yaml"\n')[1],
+                                    "sites.kko.stacks.a", "services: expected a name of letters, digits"),
+    "a billion replicas": (lambda tree: ((tree / "c.yaml").write_text("services:\n  a:\n    deploy:\n      replicas: 1000000001\n"),
+                                         SITE + '[sites.kko.stacks]\na = "c.yaml"\n')[1],
+                           "sites.kko.stacks.a", "expected a whole number of replicas (0 to 1000000), got 1000000001"),
     "nothing to watch": ("", "(top level)", "nothing to watch"),
     "only [deploy]": ('[deploy]\nallow = true\n', "(top level)", "nothing to watch"),
     "audit log a directory": (SITE + '[deploy]\naudit = "/tmp"\n', "deploy.audit",
@@ -316,3 +322,36 @@ def test_the_url_rule_answers_a_url_or_a_value_error(value, schemes):
     assert parts.scheme.lower() in schemes
     assert parts.port is None or 1 <= parts.port <= 65535
     assert all(ch.isprintable() and not ch.isspace() for ch in accepted)
+
+
+YAML_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30), st.floats(),
+                         st.text(max_size=12), st.sampled_from(["2", "${N}", "global", "replicated", "9" * 5000, "٣"]))
+YAML_VALUES = st.recursive(YAML_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=8) | st.sampled_from(["deploy", "replicas", "mode"]),
+                                             inner, max_size=3), max_leaves=10)
+SERVICE = st.fixed_dictionaries({}, optional={
+    "image": YAML_VALUES,
+    "deploy": st.fixed_dictionaries({}, optional={"mode": YAML_VALUES, "replicas": YAML_VALUES}) | YAML_VALUES,
+}) | YAML_VALUES
+COMPOSE_DOC = st.fixed_dictionaries({}, optional={
+    "services": st.dictionaries(YAML_SCALARS.filter(lambda k: k is None or not isinstance(k, float)) , SERVICE,
+                                max_size=4) | YAML_VALUES,
+    "version": YAML_VALUES,
+})
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(document=COMPOSE_DOC)
+def test_any_compose_file_gives_services_or_one_value_error(document):
+    import yaml
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "compose.yaml"
+        path.write_text(yaml.safe_dump(document, allow_unicode=True))
+        try:
+            services = parse_compose(path)
+        except ValueError as exc:
+            assert "\n" not in str(exc)
+            return
+    assert services and all(isinstance(n, int) and 0 <= n <= MAX_REPLICAS for n in services.values())
+    assert all(name.isprintable() and "/" not in name for name in services)
