@@ -233,8 +233,9 @@ def _error_text(service: ServiceStatus, now: datetime, compact: bool) -> str:
         when = since(service.error_at, now)
         text = f"{when} {text}" if compact else f"{when} ago · {text}"
     if service.state == CRASHLOOP and service.looping_since is not None:
-        looping = since(service.looping_since, now)
-        prefix = f"{service.failed_text}× in {looping}" if compact else f"looping {looping}, {service.failed_text} failures"
+        # With the task history full, the loop began before the oldest failure it still holds: a lower bound.
+        looping = ("≥" if service.failed_capped else "") + since(service.looping_since, now)
+        prefix = f"looping {looping}" if compact else f"looping {looping}, {service.failed_text} failures"
         return f"{prefix} · {text}" if text else prefix
     return text
 

@@ -107,7 +107,7 @@ class DetailScreen(Screen):
         if s.updated_at:
             parts.append(f"updated {since(s.updated_at, now)} ago")
         if s.looping_since is not None:
-            parts.append(f"crash-looping for {since(s.looping_since, now)}")
+            parts.append(f"crash-looping for {'≥' if s.failed_capped else ''}{since(s.looping_since, now)}")
         if s.failed_recent:
             parts.append(f"{s.failed_text} failed recently")
         if not s.expected:
