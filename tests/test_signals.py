@@ -74,3 +74,16 @@ def test_a_dropped_ssh_session_ends_the_dashboard(dashboard):
     term.hang_up()
     code, _ = term.wait(15)
     assert code == 128 + signal.SIGHUP
+
+
+def test_a_served_demo_world_is_cleaned_up_when_its_session_drops(tmp_path):
+    """`dtmon demo --serve DIR` in an SSH session that drops: SIGHUP stops the world and removes what it wrote."""
+    with PtyTerminal([sys.executable, "-m", "dtmon", "demo", "--serve", str(tmp_path)], lines=24, columns=80) as term:
+        said, deadline = b"", time.monotonic() + 30
+        while b"stop with" not in said and time.monotonic() < deadline:  # its last line: nothing more to write
+            said += term.read_for(0.1)
+        assert b"serving" in said and (tmp_path / "config.toml").exists()
+        term.hang_up()
+        code, _ = term.wait(15)
+    assert code == 0
+    assert not (tmp_path / "config.toml").exists()

@@ -59,11 +59,11 @@ def run_demo(serve_dir: Path | None, notice: str | None = None) -> int:
             app = DtmonApp(config, title_suffix="demo", notice=notice)
             # An app that died of an unhandled exception exits 1 (Textual's return code), not 0.
             return exit_status(run_app(app)) or app.return_code or 0
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: its SSH session dropped
             previous[signum] = signal.signal(signum, on_signal)
         print(f"dtmon demo: simulated world serving; config at {path}", flush=True)
         print(f"  try: dtmon --config {path} status", flush=True)
-        print("  stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
+        print("  stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP", flush=True)
         while not stop.wait(0.5):
             pass
         return 0
