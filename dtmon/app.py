@@ -292,19 +292,13 @@ class DtmonApp(App):
         """An unhandled exception ends the app (exit code 1, as Textual sets it) with a report that holds no
         local variables (Textual's default shows them: URLs with passwords, server data) and no secret."""
         import sys
-        import traceback
 
         from rich.text import Text
 
+        from .crash import crash_report
+
         self.bell()
-        kind, error, _tb = sys.exc_info()
-        lines = traceback.format_exception(error) if error is not None else ["unknown error\n"]
-        report = "".join(lines)
-        text = "\n".join(clean(line, 1000) for line in scrub(report, self.secrets).splitlines())
-        name = kind.__name__ if kind else "error"
-        self._exit_renderables.append(
-            Text(f"{text}\ndtmon: internal error ({name}); this is a bug, please report it with the lines above")
-        )
+        self._exit_renderables.append(Text(crash_report(sys.exc_info()[1], self.secrets)))
         self._close_messages_no_wait()
 
     def on_unmount(self) -> None:

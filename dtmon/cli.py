@@ -191,6 +191,9 @@ def cmd_tui(config: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import crash
+
+    sys.excepthook = crash.excepthook  # a bug prints a traceback without secrets or control sequences
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -209,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         print(NO_CONFIG.format(default=default_path()), file=sys.stderr)
         return EXIT_USAGE
+    from .redact import config_secrets
+
+    crash.SECRETS[:] = config_secrets(config)
     if getattr(args, "allow_actions", False):  # --allow-actions enables actions for this run only
         from dataclasses import replace
 

@@ -358,3 +358,27 @@ def test_a_restart_by_a_name_two_services_share_is_refused() -> None:
     plan = plan_restart(make_config(), snap, "kko", "datatrail-client_worker")
     assert not plan.ok and "2 services at kko are named datatrail-client_worker" in plan.refusal
     assert plan_restart(make_config(), make_snapshot(), "kko", "datatrail-client_worker").ok
+
+
+STATUS_CRASH = """
+import sys
+from dtmon import cli
+from dtmon.collectors import poll
+
+def snapshot(config):
+    token = config.buckets.url
+    raise RuntimeError("status broke at " + token + " \\x1b]0;pwned\\x07\\x1bc")
+
+poll.snapshot = snapshot
+sys.exit(cli.main(["--config", sys.argv[1], "status"]))
+"""
+
+
+def test_a_crash_of_status_prints_no_secret_and_no_control_sequence(tmp_path) -> None:
+    with HostileEngine(tmp_path / "engine.sock", "healthy") as engine, HostileHttp("healthy") as http:
+        config = write_hostile_config(tmp_path, engine, http)
+        out = subprocess.run([sys.executable, "-c", STATUS_CRASH, str(config)], capture_output=True, timeout=30)
+    err = out.stderr.decode()
+    assert out.returncode == 1, err
+    assert "RuntimeError: status broke at http://alice:***@127.0.0.1:" in err and "internal error" in err
+    assert PASSWORD not in err and b"\x1b" not in out.stderr
