@@ -184,6 +184,21 @@ def test_stream_hints_on_watched_changes_only_and_reconnects_after_a_restart(eng
 
 
 @engine_tests
+def test_a_silent_stream_is_reopened_without_a_word(engine):
+    states: list[tuple[bool, str | None]] = []
+    hints: list[float] = []
+    stream = EventStream("events", lambda _t: (engine.url, None), {"datatrail"}, on_hint=lambda: hints.append(1),
+                         on_state=lambda c, e: states.append((c, e)), idle_reopen=0.5).start()
+    try:
+        _until(lambda: stream.connections >= 3, 10, "reopened twice")
+        assert states == [(True, None)] and stream.connected  # the chip never blinks
+        assert hints  # a poll after each reopening covers what a dead link may have missed
+    finally:
+        stream.close()
+    assert not stream.alive
+
+
+@engine_tests
 async def test_dashboard_with_refresh_60_shows_a_scale_within_2s(engine, tmp_path):
     from engines import write_config
 
@@ -225,6 +240,15 @@ async def test_dashboard_with_refresh_60_shows_a_scale_within_2s(engine, tmp_pat
 
         engine.docker("service", "scale", "-d", "datatrail_a=1")  # the container stops after its 1 s grace
         await until(lambda: replicas() == "1/1", 5.0, "1/1 again, long before the next poll")
+
+        # A crash: the container dies; swarm says why on the task, and the dashboard shows it at once.
+        container = engine.docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name=datatrail_a").stdout.split()
+        assert len(container) == 1
+        assert app.sites["chime"].services[0].error is None
+        crashed = time.monotonic()
+        engine.docker("kill", container[0])
+        await until(lambda: app.sites["chime"].services[0].error is not None, 2.0, "the crash within 2 s")
+        print(f"crash shown after {time.monotonic() - crashed:.2f}s: {app.sites['chime'].services[0].error}")
     assert _event_threads() == []
     _until(lambda: _fds() <= fds, 5, "no fd left after the app closed")
 

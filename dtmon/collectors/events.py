@@ -44,6 +44,10 @@ class StreamError(Exception):
     """The stream could not be opened or broke; the message says why in one line."""
 
 
+class _Idle(StreamError):
+    """Nothing came for `idle_reopen` seconds: the stream is reopened at once, without a word."""
+
+
 # ---------------------------------------------------------------------------
 # Pure parts.
 # ---------------------------------------------------------------------------
@@ -349,9 +353,12 @@ class EventStream:
         backoff: float | None = None
         while not self._stop.is_set():
             opened = time.monotonic()
+            quiet = False
             try:
                 self._follow()
                 reason = "stream ended"
+            except _Idle as exc:  # a quiet stream is the usual case: reopened at once, the chip unchanged
+                quiet, reason = True, str(exc)
             except (OSError, StreamError, ValueError) as exc:
                 reason = _describe(exc)
             except Exception as exc:  # noqa: BLE001 - the stream's thread never dies of a surprise
@@ -363,6 +370,8 @@ class EventStream:
                     sock.close()
             if self._stop.is_set():
                 break
+            if quiet:
+                continue
             self._set_state(False, reason)
             backoff = None if time.monotonic() - opened >= STEADY and self.connections else backoff
             backoff = next_backoff(backoff)
@@ -411,7 +420,7 @@ class EventStream:
             if debouncer.take(now):
                 self._hint()
             if now - last_byte >= self.idle_reopen:
-                raise StreamError(f"no event for {self.idle_reopen:g}s: reopened")
+                raise _Idle(f"no event for {self.idle_reopen:g}s")
             due = debouncer.due_at()
             wait = min(1.0, self.idle_reopen - (now - last_byte))
             if due is not None:
