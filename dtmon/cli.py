@@ -136,7 +136,8 @@ def describe(config: Config) -> str:
                  f" a healthy service's last error is dimmed after {h.error_max_age:g}s")
     d = config.deploy
     lines.append(
-        f"actions: {'allowed' if d.allow else 'read-only'}; order {' -> '.join(d.order)}; core {d.core}; audit {d.audit}"
+        f"actions: {'allowed' if d.allow else 'read-only'}; order {' -> '.join(d.order)}; core {d.core}; audit {d.audit}; "
+        f"converged after {d.monitor:g}s steady, failed after {d.max_task_failures} task failures"
     )
     if d.announce:
         lines.append(f"  announce: {webhook_url(d.announce)}")

@@ -84,6 +84,8 @@ class _Deploy(msgspec.Struct, forbid_unknown_fields=True):
     announce: str = ""
     audit: str = "~/.local/state/dtmon/audit.jsonl"
     lock: str = ""
+    monitor: float = 15.0
+    max_task_failures: int = 3
 
 
 class _Events(msgspec.Struct, forbid_unknown_fields=True):
@@ -176,6 +178,8 @@ class DeployConfig:
     announce: str = ""  #: webhook URL that receives a JSON POST before core downtime
     audit: Path = Path("~/.local/state/dtmon/audit.jsonl").expanduser()  #: JSON-lines audit log
     lock: Path | None = None  #: lock file; defaults to beside the audit log
+    monitor: float = 15.0  #: seconds every new task must run with no failure before a wait step has converged
+    max_task_failures: int = 3  #: failed tasks of the new spec that end a wait step early (the service keeps failing)
 
 
 @dataclass(frozen=True)
@@ -508,7 +512,11 @@ def _build(path: Path, raw: _File) -> Config:
     for key, file in (("deploy.audit", audit), ("deploy.lock", lock)):
         if file is not None and os.path.lexists(file):  # /dev/full would be read without end
             _existing_file(path, key, file, "file", follow=False)  # written with O_NOFOLLOW: never a symlink
-    deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, lock)
+    monitor = _seconds(path, "deploy.monitor", d.monitor, values.MONITOR_RANGE)
+    if not 1 <= d.max_task_failures <= 1000:
+        raise ConfigError(f"{path}: deploy.max_task_failures: expected a count from 1 to 1000, "
+                          f"got {values.shown(d.max_task_failures)}")
+    deploy = DeployConfig(d.allow, tuple(d.order), d.core, d.announce, audit, lock, monitor, d.max_task_failures)
     h = raw.health
     low, high = values.CRASHLOOP_FAILURES_RANGE
     if not low <= h.crashloop_failures <= high:

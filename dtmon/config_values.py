@@ -28,6 +28,8 @@ MAX_SOCKET_PATH_BYTES = 107
 REFRESH_RANGE = (0.1, 86400.0)
 TIMEOUT_RANGE = (0.1, 3600.0)
 PUSH_AGE_RANGE = (1.0, 366 * 86400.0)
+#: [deploy] monitor: 0 (the first sample) to an hour.
+MONITOR_RANGE = (0.0, 3600.0)
 CRASHLOOP_WINDOW_RANGE = (1.0, 7 * 86400.0)
 ERROR_AGE_RANGE = (1.0, 366 * 86400.0)
 #: (low, high) of [health] crashloop_failures.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -120,7 +121,8 @@ def ctx(tmp_path_factory, monkeypatch_module):
                               "datatrail-client_replicator": (1, 1)})
         kko.wait_converged({"datatrail-client_replicator": (2, 2)})
         audit, lock = tmp / "state" / "audit.jsonl", tmp / "state" / "actions.lock"
-        deploy = f'\n[deploy]\nallow = false\naudit = "{audit}"\nlock = "{lock}"\n'
+        # A short stability period keeps this module quick; the crash-loop test uses the default.
+        deploy = f'\n[deploy]\nallow = false\naudit = "{audit}"\nlock = "{lock}"\nmonitor = 3\n'
         config = write_config(
             tmp / "config.toml",
             [
@@ -533,3 +535,44 @@ def test_restart_keeps_networks_given_in_the_deprecated_top_level_field(ctx):
     finally:
         client.remove_service(created["ID"])
         client.close()
+
+
+def test_a_redeploy_whose_service_keeps_crashing_fails_within_a_minute_and_a_healthy_one_stays_up(ctx, capsys):
+    kko = ctx.engines["kko"]
+    default = ctx.dir / "default-monitor.toml"  # [deploy] monitor left at its default (15 s)
+    default.write_text(ctx.config.read_text().replace("monitor = 3\n", ""))
+    crashing = {"replicator": {"command": ["sh", "-c", "sleep 3; exit 1"], "deploy": {"replicas": 2}}}
+    ctx.admin.push_change(KKO, compose(crashing), "a replicator that exits every 3 s")
+    started = time.monotonic()
+    code = ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--yes", "--wait-timeout", "300",
+                     config=default)
+    took = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert took < 75, f"took {took:.0f}s: the wait should end at the third failure, not at the timeout"
+    # Progress named the service's running/desired while it waited, then the failure named service, error, count.
+    assert "replicator 0/2" in out or "replicator 1/2" in out, out
+    failures = re.search(r"datatrail-client_replicator keeps failing: (\d+) tasks of the new spec failed", out)
+    assert failures and int(failures.group(1)) >= 3, out  # both replicas may fail in one sample: 3 or 4
+    assert "last error: task: non-zero exit (1)" in out
+    assert "redeploy datatrail-client at kko: failed" in out and "resume with" in out
+    failed = outcomes(ctx)[-1]
+    assert failed["outcome"] == "failed" and "datatrail-client_replicator keeps failing" in failed["reason"]
+    assert failed["states"]["datatrail-client@kko"].endswith("then wait until datatrail-client runs at kko failed")
+    steps = [r for r in read(ctx.audit) if r.get("event") == "step" and r["id"] == failed["id"]]
+    assert [s["status"] for s in steps][-1] == "failed" and "non-zero exit (1)" in steps[-1]["error"]
+    assert ctx.dtmon("audit", "--last", "1") == 0
+    assert "redeploy datatrail-client at kko  -> FAILED" in capsys.readouterr().out
+
+    # Healthy again: the same redeploy converges, and only after every replica ran 15 s with no failure.
+    ctx.admin.push_change(KKO, compose({"replicator": {"deploy": {"replicas": 2}}}), "a replicator that stays up")
+    code = ctx.dtmon("--allow-actions", "redeploy", "kko", "datatrail-client", "--yes", "--wait-timeout", "120",
+                     config=default)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "watching 15s for failures: replicator 2/2" in out
+    done = outcomes(ctx)[-1]
+    assert done["outcome"] == "done"
+    waited = [r for r in read(ctx.audit) if r.get("event") == "step" and r["id"] == done["id"]][-1]
+    assert waited["kind"] == "wait-running" and waited["duration_s"] >= 15
+    assert kko.service_ls() == {"datatrail-client_replicator": (2, 2)}

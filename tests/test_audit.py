@@ -174,12 +174,14 @@ sys.exit(main(["--config", config, "redeploy", "kko", "datatrail-client", "--yes
 def test_ctrl_c_during_a_run_is_audited_exits_130_and_lets_the_lock_go(tmp_path):
     import signal
     import threading
+    import time
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    release = threading.Event()
+    posted, release = threading.Event(), threading.Event()
 
     class Hanging(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
+            posted.set()  # the announcement is in flight: the client now blocks reading the answer
             release.wait(30)
             self.send_response(204)
             self.end_headers()
@@ -195,13 +197,16 @@ def test_ctrl_c_during_a_run_is_audited_exits_130_and_lets_the_lock_go(tmp_path)
                             stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
-        lines = []
-        while not (lines and lines[-1].startswith("[1] announce")):
-            lines.append(proc.stdout.readline())
-            assert lines[-1], "".join(lines)
+        # Interrupt in the middle of the HTTP call, whatever the load: once the server holds the request.
+        assert posted.wait(60), "the announcement never reached the server"
         proc.send_signal(signal.SIGINT)
-        out = "".join(lines) + proc.stdout.read()
-        assert proc.wait(timeout=20) == 130, out
+        interrupted_at = time.monotonic()
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - interrupted_at
+        out = proc.stdout.read()
+        assert code == 130, out
+        # At once: not after the POST's 10 s timeout (the run would then have failed with exit 1).
+        assert took < 5, f"exit {took:.1f}s after SIGINT\n{out}"
     finally:
         release.set()
         if proc.poll() is None:

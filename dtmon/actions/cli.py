@@ -54,7 +54,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "restart",
         help="rolling restart of one service (like `docker service update --force`)",
         description="Restart one service at one site the way `docker service update --force` does, through the "
-        "Engine API, and wait until every replica of the new spec runs. Refused while it is updating. "
+        "Engine API, and wait until every replica of the new spec has run for [deploy] monitor seconds (15) with "
+        "no failure; a service whose new tasks keep failing fails at once. Refused while it is updating. "
         "Exit 0 when converged, 1 when refused or failed, 2 in read-only mode.",
     )
     restart.add_argument("site")
@@ -67,7 +68,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "redeploy",
         help="remove and deploy a stack by the rules of the operations page",
         description="Redeploy STACK at SITE: pull its compose repo when behind, remove, wait until gone, deploy "
-        "with --with-registry-auth, wait until running. The core stack takes every other stack down at every "
+        "with --with-registry-auth, wait until every service has run its replicas of the new spec for [deploy] "
+        "monitor seconds (15) with no failure. The core stack takes every other stack down at every "
         "site first and needs its name typed to confirm. Exit 0 when done, 1 when refused or failed, 2 in "
         "read-only mode. The docker CLI used is $DTMON_DOCKER, else `docker` on PATH.",
     )
@@ -132,14 +134,16 @@ def _confirm(plan: Plan, stdin: TextIO, out: TextIO) -> bool:
 
 
 def _progress(out: TextIO):
-    from .execute import DONE, FAILED, INTERRUPTED, RUNNING, StepRun
+    from .execute import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED, StepRun
 
     def show(run: StepRun) -> None:
         if run.status == RUNNING and run.started and not run.note:
             out.write(f"[{run.index + 1}] {run.step.title} ...\n")
+        elif run.status == RUNNING and run.note:  # a wait step's progress, each time it changes
+            out.write(f"[{run.index + 1}]   {run.note}\n")
         elif run.status == DONE:
             out.write(f"[{run.index + 1}] done in {run.duration or 0:.1f}s" + (f": {run.note}" if run.note else "") + "\n")
-        elif run.status in (FAILED, INTERRUPTED):
+        elif run.status in (FAILED, INTERRUPTED, STOPPED):
             out.write(f"[{run.index + 1}] {run.status.upper()} after {run.duration or 0:.1f}s: {run.error}\n")
         out.flush()
 

@@ -17,6 +17,7 @@ from ..config import Config, parse_compose
 from ..sanitize import clean_lines
 from . import announce, gitrepo, restart
 from .audit import OUTCOME, START, STEP, AuditLog
+from .converge import NotConverging, Watch
 from .lock import ActionLock, lock_path, who
 from .plan import (
     ANNOUNCE,
@@ -35,10 +36,17 @@ from .plan import (
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 INTERRUPTED = "interrupted"  #: a step, and the run, cut short by Ctrl-C: the step's effect is unknown
+STOPPED = "stopped"  #: a wait step ended by Stop (the run too): what it waited for had not happened yet
+#: How often the main thread looks up from a step running in its helper thread: a Ctrl-C is acted on within this.
+INTERRUPT_POLL = 0.1
 
 
 class StepFailed(Exception):
     """A step that did not succeed; the message is shown to the operator and audited."""
+
+
+class StepStopped(Exception):
+    """Stop was pressed while a wait step waited; the message says what it was waiting for and how far it got."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -141,7 +149,8 @@ class Executor:
         self.action_id = uuid.uuid4().hex[:12]
         self.runs = [StepRun(i, s) for i, s in enumerate(plan.steps)]
         self._collectors: dict[str, Any] = {}
-        self._force: int | None = None  #: ForceUpdate set by this run's restart step
+        self._cancel = threading.Event()  #: set on Ctrl-C: a step still running in its helper thread gives up
+        self._proc: subprocess.Popen | None = None  #: the command a step is running, killed on Ctrl-C
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -171,24 +180,39 @@ class Executor:
         args = [self.docker_bin if argv[0] == "docker" else argv[0], *argv[1:]]
         env = dict(os.environ, DOCKER_CLI_HINTS="false")
         try:
-            proc = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+            proc = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+                stdin=subprocess.DEVNULL,
             )
-        except subprocess.TimeoutExpired:
-            raise StepFailed(f"{argv[0]} timed out after {timeout:g}s") from None
         except FileNotFoundError:
             raise StepFailed(f"{args[0]} not found") from None
-        output = _tail(proc.stdout + ("\n" if proc.stdout and proc.stderr else "") + proc.stderr)
+        self._proc = proc
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise StepFailed(f"{argv[0]} timed out after {timeout:g}s") from None
+        finally:
+            self._proc = None
+        output = _tail(stdout + ("\n" if stdout and stderr else "") + stderr)
         if proc.returncode != 0:
             raise StepFailed(f"exit {proc.returncode}: {output or '(no output)'}")
         return output
 
     # -- the steps -------------------------------------------------------------------
 
+    def _watch(self) -> Watch:
+        deploy = self.config.deploy
+        return Watch(deploy.monitor, deploy.max_task_failures)
+
     def _wait(self, run: StepRun, check: Callable[[], tuple[bool, str]], what: str) -> str:
         deadline = time.monotonic() + self.wait_timeout
         while True:
-            done, note = check()
+            try:
+                done, note = check()
+            except NotConverging as exc:
+                raise StepFailed(str(exc)) from None
             if note != run.note:
                 run.note = note
                 self._notify(run)
@@ -197,7 +221,9 @@ class Executor:
             if time.monotonic() > deadline:
                 raise StepFailed(f"gave up after {self.wait_timeout:g}s waiting for {what}: {note}")
             if self.stop.wait(self.interval):
-                raise StepFailed(f"stopped while waiting for {what}: {note}")
+                raise StepStopped(f"stopped while waiting for {what}: {note}")
+            if self._cancel.is_set():
+                raise StepFailed("cancelled")
 
     def _gone(self, site: str, stack: str) -> tuple[bool, str]:
         client = self._client(site)
@@ -207,7 +233,7 @@ class Executor:
             return True, "gone"
         return False, "left: {} service(s), {} task(s), {} network(s)".format(*counts)
 
-    def _running(self, site: str, stack: str, file: str) -> tuple[bool, str]:
+    def _running(self, site: str, stack: str, file: str, watch: Watch) -> tuple[bool, str]:
         try:
             expected = parse_compose(Path(file))
         except ValueError as exc:
@@ -218,39 +244,26 @@ class Executor:
         for svc in services:
             name = (svc.get("Spec") or {}).get("Name", "")
             found[name[len(stack) + 1 :] if name.startswith(stack + "_") else name] = svc
-        ready, problems = 0, []
+        ids = [svc["ID"] for short, svc in found.items() if short in expected and svc.get("ID")]
+        tasks: dict[str, list[dict[str, Any]]] = {service_id: [] for service_id in ids}
+        if ids:
+            for task in client.tasks(filters={"service": ids}):
+                tasks.setdefault(task.get("ServiceID", ""), []).append(task)
+        counts, missing = [], []
         for short, replicas in expected.items():
             svc = found.get(short)
             if svc is None:
-                problems.append(f"{stack}_{short} not created")
+                missing.append(f"{stack}_{short}")
                 continue
             status = svc.get("ServiceStatus") or {}
-            running, desired = int(status.get("RunningTasks", 0)), int(status.get("DesiredTasks", 0))
+            desired = int(status.get("DesiredTasks", 0))
             replicated = "Replicated" in ((svc.get("Spec") or {}).get("Mode") or {})
             needed = max(desired, replicas if replicated else min(replicas, 1))
-            updating = (svc.get("UpdateStatus") or {}).get("State") in ("updating", "rollback_started")
-            if running >= needed and not updating:
-                ready += 1
-            else:
-                problems.append(f"{stack}_{short} {running}/{needed}" + (" updating" if updating else ""))
-        note = f"{ready}/{len(expected)} services running"
-        if problems:
-            note += ": " + ", ".join(problems[:4]) + (" ..." if len(problems) > 4 else "")
-            # The latest task error says why a service does not come up.
-            for short in expected:
-                svc = found.get(short)
-                if svc is None:
-                    continue
-                tasks = client.tasks(filters={"service": svc["ID"]})
-                errors = sorted(
-                    ((t.get("Status") or {}).get("Timestamp", ""), (t.get("Status") or {}).get("Err"))
-                    for t in tasks
-                    if (t.get("Status") or {}).get("Err")
-                )
-                if errors:
-                    note += f" (last task error of {stack}_{short}: {errors[-1][1]})"
-                    break
-        return not problems, note
+            counts.append(watch.observe(svc, tasks.get(svc.get("ID", ""), []), needed))
+        done, note = watch.verdict(counts, prefix=stack + "_")
+        if missing:
+            return False, f"not created yet: {', '.join(missing)}; {note}"
+        return done, note
 
     def _run_step(self, run: StepRun) -> str:
         step = run.step
@@ -288,31 +301,25 @@ class Executor:
             return self._command(step.argv, cwd=str(Path(step.file).parent)) or "deployed"
         if step.kind == WAIT_RUNNING:
             assert step.site and step.stack and step.file
-            return self._wait(run, lambda: self._running(step.site, step.stack, step.file), f"{step.stack} to run")
+            watch = self._watch()
+            return self._wait(run, lambda: self._running(step.site, step.stack, step.file, watch),
+                              f"{step.stack} to run")
         if step.kind == RESTART:
             assert step.site and step.service_id
             try:
                 force = restart.force_update(self._client(step.site), step.service_id, step.service)
             except restart.RestartError as exc:
                 raise StepFailed(str(exc)) from None
-            self._force = force
             return f"ForceUpdate is now {force}"
         if step.kind == WAIT_CONVERGED:
             assert step.site and step.service_id
-            force = self._force
-            if force is None:
-                force = int(
-                    (self._client(step.site).inspect_service(step.service_id)["Spec"].get("TaskTemplate") or {}).get(
-                        "ForceUpdate", 0
-                    )
-                )
+            watch = self._watch()
 
             def check() -> tuple[bool, str]:
                 try:
-                    done, note, _, _ = restart.convergence(self._client(step.site), step.service_id, force)
+                    return restart.convergence(self._client(step.site), step.service_id, step.service, watch)
                 except restart.RestartError as exc:
                     raise StepFailed(str(exc)) from None
-                return done, note
 
             return self._wait(run, check, f"{step.service} to converge")
         raise StepFailed(f"unknown step kind {step.kind!r}")
@@ -345,16 +352,19 @@ class Executor:
         outcome = "done"
         done = 0
         interrupted = False
+        stopped_at: int | None = None  #: 1-based step where Stop took effect (during it, or before it ran)
         try:
             for run in self.runs:
                 if self.stop.is_set():
-                    outcome = "stopped"
+                    outcome, stopped_at = STOPPED, run.index + 1
                     break
                 run.status, run.started = RUNNING, time.time()
                 self._notify(run)
                 try:
-                    note = self._run_step(run)
+                    note = self._step_in_helper(run)
                     run.status, run.note = DONE, note or run.note
+                except StepStopped as exc:
+                    run.status, run.error = STOPPED, str(exc)
                 except StepFailed as exc:
                     run.status, run.error = FAILED, str(exc)
                 except Exception as exc:  # an engine or OS error is a failed step, not a crash
@@ -364,6 +374,9 @@ class Executor:
                 run.ended = time.time()
                 self._audit_step(run)
                 self._notify(run)
+                if run.status == STOPPED:
+                    failed_index, outcome, stopped_at = run.index, STOPPED, run.index + 1
+                    break
                 if run.status == FAILED:
                     failed_index, outcome = run.index, "failed"
                     break
@@ -372,6 +385,7 @@ class Executor:
             # Ctrl-C (SIGINT reaches the step's command too): the step may be half done, so this run
             # offers no resume point; running the redeploy again converges.
             interrupted, outcome = True, INTERRUPTED
+            self._abandon_step()
             cut = next((run for run in self.runs if run.status == RUNNING), None)
             if cut is not None:
                 cut.status, cut.error, cut.ended = INTERRUPTED, "interrupted (Ctrl-C)", time.time()
@@ -380,9 +394,13 @@ class Executor:
                 self._notify(cut)
         finally:
             self._close()
-        states = left_states(plan, done, failed_index, "was interrupted" if interrupted else "failed")
+        how = "was interrupted" if interrupted else ("was stopped" if outcome == STOPPED else "failed")
+        states = left_states(plan, done, failed_index, how)
         resume_index = failed_index if failed_index is not None else (done if done < len(plan.steps) else None)
         resume = plan.steps[resume_index] if resume_index is not None and not interrupted else None
+        reason = self.runs[failed_index].error if failed_index is not None else None
+        if outcome == STOPPED and reason is None and stopped_at is not None:
+            reason = f"stopped before step {stopped_at} ({plan.steps[stopped_at - 1].title})"
         self.audit.append(
             {
                 "event": OUTCOME,
@@ -391,10 +409,11 @@ class Executor:
                 "site": plan.site,
                 "target": plan.target,
                 "outcome": outcome,
-                "failed_step": failed_index + 1 if failed_index is not None else None,
+                "failed_step": failed_index + 1 if failed_index is not None and outcome != STOPPED else None,
+                "stopped_step": stopped_at,
                 "resume_key": list(resume.key) if resume else None,
                 "resume_title": resume.title if resume else None,
-                "reason": self.runs[failed_index].error if failed_index is not None else None,
+                "reason": reason,
                 "states": states if outcome != "done" else {},
             }
         )
@@ -402,6 +421,41 @@ class Executor:
         if interrupted:
             raise Interrupted(result)
         return result
+
+    def _step_in_helper(self, run: StepRun) -> str:
+        """Run a step; from the main thread, in a helper thread so that Ctrl-C ends the run at once.
+
+        A blocking call (an HTTP POST, a socket read, a command) can keep the main thread from seeing SIGINT
+        until it returns; the main thread here only waits, in short slices, so KeyboardInterrupt is raised
+        within INTERRUPT_POLL whatever the step is doing. The helper is a daemon thread: it is abandoned.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return self._run_step(run)  # e.g. the dashboard's worker: no Ctrl-C here, Stop is an event
+        outcome: dict[str, Any] = {}
+
+        def helper() -> None:
+            try:
+                outcome["note"] = self._run_step(run)
+            except BaseException as exc:  # handed to the main thread below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=helper, name=f"step {run.index + 1}", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(INTERRUPT_POLL)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["note"]
+
+    def _abandon_step(self) -> None:
+        """After Ctrl-C: tell a step still running in its helper to give up, and end the command it runs."""
+        self._cancel.set()
+        proc = self._proc
+        if proc is not None:
+            try:
+                proc.kill()
+            except OSError:
+                pass
 
     def _audit_step(self, run: StepRun) -> None:
         self.audit.append(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 _IN_PROGRESS = {"updating", "rollback_started"}
-_FAILED = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 
 
 class RestartError(Exception):
@@ -57,23 +56,14 @@ def force_update(client: Any, service_id: str, name: str | None = None) -> int:
     return force
 
 
-def convergence(client: Any, service_id: str, force: int) -> tuple[bool, str, int, int]:
-    """(converged, note, running tasks of the new spec, desired tasks); raises RestartError on a failed update."""
-    service = _inspect(client, service_id, None)
-    update = service.get("UpdateStatus") or {}
-    state = update.get("State")
-    if state in _FAILED:
-        raise RestartError(f"update {state.replace('_', ' ')}: {update.get('Message', '')}".rstrip(": "))
+def convergence(client: Any, service_id: str, name: str | None, watch: Any) -> tuple[bool, str]:
+    """(converged, note) of a restarted service by the rule of `dtmon.actions.converge.Watch`.
+
+    Raises RestartError when the service was removed, and NotConverging when its update failed or its new
+    tasks keep failing.
+    """
+    service = _inspect(client, service_id, name)
     listed = client.services(filters={"id": service_id}, status=True)
     desired = int(((listed[0] if listed else {}).get("ServiceStatus") or {}).get("DesiredTasks", 0))
-    tasks = client.tasks(filters={"service": service_id, "desired-state": "running"})
-    fresh = [
-        t
-        for t in tasks
-        if int(((t.get("Spec") or {}).get("ForceUpdate")) or 0) >= force
-        and (t.get("Status") or {}).get("State") == "running"
-    ]
-    done = state in (None, "completed") and len(fresh) >= desired
-    note = f"{len(fresh)}/{desired} replicas of the new spec running" + (f" (update {state})" if state else "")
-    return done, note, len(fresh), desired
-
+    tasks = client.tasks(filters={"service": service_id})
+    return watch.verdict([watch.observe(service, tasks, desired)])
