@@ -44,6 +44,17 @@ def test_core_redeploy_confirm(snap_compare):
     assert snap_compare(DialogHost(), terminal_size=(140, 48), run_before=run_before)
 
 
+def test_core_redeploy_confirm_at_80x24_shows_the_steps_first(snap_compare):
+    plan = plan_redeploy(make_config(announce="http://hooks.example/dt"), make_snapshot(), "chime", "datatrail",
+                         clean_repos(admin={"behind": 1, "upstream_head": "a" * 40}), who="alice@ops")
+
+    async def run_before(pilot):
+        pilot.app.push_screen(ConfirmPlan(plan))
+        await pilot.pause()
+
+    assert snap_compare(DialogHost(), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_refused_plan(snap_compare):
     plan = plan_redeploy(make_config(), make_snapshot(unreachable=("gbo",)), "chime", "datatrail", clean_repos())
 

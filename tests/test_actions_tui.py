@@ -218,20 +218,6 @@ async def test_stop_ends_the_run_after_the_current_step_and_offers_resume(tmp_pa
         server.shutdown()
 
 
-async def test_quit_is_refused_while_a_run_is_in_progress(tmp_path):
-    config = make_config(tmp_path, allow=True)
-    app = make_app(config)
-    async with app.run_test(size=(120, 30)) as pilot:
-        screen = Progress(config, Plan("redeploy", "kko", "datatrail-client", steps=()), start=False)
-        app.push_screen(screen)
-        await pilot.pause()
-        screen.running = True
-        assert app.check_action("quit", ()) is False
-        assert app.check_action("filter", ()) is False
-        screen.running = False
-        assert app.check_action("quit", ()) is not False
-
-
 async def test_quit_is_refused_from_a_screen_above_a_running_progress(tmp_path):
     from dtmon.screens.help import HelpScreen
 

@@ -127,24 +127,28 @@ class Plan:
             return f"restart {self.target} at {self.site}"
         return f"redeploy {self.target} at {self.site}" + (" (core: every datatrail stack goes down)" if self.core else "")
 
-    def text(self, title: bool = True) -> str:
-        """The plan as shown to the operator (CLI and confirm dialog)."""
-        lines = [self.title] if title else []
+    def text(self, title: bool = True, steps_first: bool = False) -> str:
+        """The plan as shown to the operator: the CLI's order, or refusal and steps first (the confirm dialog)."""
+        snapshot = []
         if self.snapshot_at is not None:
-            lines.append(f"  acting on the snapshot of {self.snapshot_at.astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}")
-        if self.refusal:
-            lines.append(f"REFUSED: {self.refusal}")
-        for note in self.notes:
-            lines.append(f"  note: {note}")
+            when = self.snapshot_at.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            snapshot.append(f"  acting on the snapshot of {when}")
+        refusal = [f"REFUSED: {self.refusal}"] if self.refusal else []
+        notes = [f"  note: {note}" for note in self.notes]
         if self.commits:
-            lines.append("  deploys from:")
-            for site, stack, commit in self.commits:
-                lines.append(f"    {stack} at {site}: {commit[:12]}")
+            notes.append("  deploys from:")
+            notes += [f"    {stack} at {site}: {commit[:12]}" for site, stack, commit in self.commits]
+        steps = []
         if self.steps:
-            lines.append("  steps:")
+            steps.append("  steps:")
             width = len(str(len(self.steps)))
             for index, step in enumerate(self.steps, 1):
-                lines.append(f"    {index:>{width}}. {step.command}")
+                steps.append(f"    {index:>{width}}. {step.command}")
+        lines = [self.title] if title else []
+        if steps_first:  # the dialog says "N steps" above them
+            lines += refusal + steps[1:] + snapshot + notes
+        else:
+            lines += snapshot + refusal + notes + steps
         return "\n".join(clean(line, 4000) for line in lines)  # names and reasons may quote servers
 
 

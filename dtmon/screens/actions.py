@@ -27,7 +27,7 @@ from ..actions.plan import Plan, plan_redeploy, plan_restart, resume_plan
 from ..config import Config
 from ..model import ServiceStatus, Snapshot
 
-MARK = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗"}
+MARK = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗", "stopped": "■", "interrupted": "✗"}
 
 
 def actions_stylesheet() -> Path:
@@ -51,6 +51,8 @@ class ConfirmPlan(ModalScreen[bool]):
 
     CSS_PATH = [actions_stylesheet()]
     BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without running anything")]
+    #: On a short terminal (80×24) the dialog drops its margins so the steps get the room.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
 
     def __init__(self, plan: Plan) -> None:
         super().__init__(id="confirm-plan")
@@ -59,11 +61,14 @@ class ConfirmPlan(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         plan = self.plan
         with Vertical(id="confirm-dialog", classes="-refused" if not plan.ok else ("-core" if plan.core else "")):
-            yield Static(Content.styled(plan.title, "bold"), id="confirm-title")
+            yield Static(Content.styled(plan.title, "bold"), id="confirm-title", markup=False)
+            if plan.steps:
+                more = " (scroll for the notes below them)" if plan.notes or plan.commits else ""
+                yield Static(Content(f"{len(plan.steps)} steps, in order{more}:"), id="confirm-count", markup=False)
             with VerticalScroll(id="confirm-body"):
-                yield Static(Content(plan.text(title=False)), id="confirm-plan-text")
+                yield Static(Content(plan.text(title=False, steps_first=True)), id="confirm-plan-text", markup=False)
             if plan.ok and plan.core:
-                yield Static(Content(f"Every datatrail stack goes down. Type {plan.target} to enable Run:"))
+                yield Static(Content(f"Every datatrail stack goes down. Type {plan.target} to enable Run:"), markup=False)
                 yield Input(placeholder="stack name", id="typed")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel" if plan.ok else "Close", id="cancel", variant="primary")
@@ -138,12 +143,13 @@ class Progress(Screen):
         self.stop = threading.Event()
 
     def compose(self) -> ComposeResult:
-        yield Static(Content.styled(self.plan.title, "bold"), id="progress-title")
+        yield Static(Content.styled(self.plan.title, "bold"), id="progress-title", markup=False)
         yield DataTable(id="steps", cursor_type="row", zebra_stripes=False)
         yield Static(id="progress-note", markup=False)
         yield Static(id="progress-outcome", markup=False)
         with Horizontal(id="progress-buttons"):
-            yield Button("Stop", id="stop", variant="error", tooltip="Stop at the end of the current step")
+            yield Button("Stop", id="stop", variant="error",
+                         tooltip="Stop now when a wait step is running, else at the end of the current step")
             yield Button("Resume", id="resume", variant="warning", classes="-hidden")
             yield Button("Close", id="close", disabled=True)
         yield Footer()
@@ -176,6 +182,12 @@ class Progress(Screen):
         try:
             result = run_plan(self.config, self.plan, on_update=update, wait_timeout=self.wait_timeout, stop=self.stop)
         except LockHeld as exc:
+            from ..actions.execute import audit_refusal
+
+            try:  # refused by the lock: audited, as on the command line
+                audit_refusal(self.config, self.plan, str(exc))
+            except OSError:
+                pass
             self.post_message(RunFinished(None, str(exc)))
             return
         except Exception as exc:  # never leave the screen spinning
@@ -219,6 +231,13 @@ class Progress(Screen):
             return
         result = message.result
         lines = [f"outcome: {result.outcome}"]
+        if result.outcome == "stopped":
+            cut = next((r for r in result.runs if r.status == "stopped"), None)
+            where = next((r for r in result.runs if r.status == "pending"), None)
+            if cut is not None:
+                lines[0] += f" during step {cut.index + 1} ({cut.step.title})"
+            elif where is not None:
+                lines[0] += f" before step {where.index + 1} ({where.step.title})"
         if result.outcome != "done":
             lines += [f"  {where}: {state}" for where, state in result.states.items()]
             if result.resume_index is not None and self.plan.action == "redeploy":
@@ -239,7 +258,10 @@ class Progress(Screen):
         elif event.button.id == "stop":
             self.stop.set()
             event.button.disabled = True
-            self.query_one("#progress-outcome", Static).update("stopping at the end of the current step…")
+            running = next((c for c in self.states.values() if c.status == "running"), None)
+            waiting = running is not None and self.plan.steps[running.index].kind.startswith("wait")
+            self.query_one("#progress-outcome", Static).update(
+                "stopping the wait now…" if waiting else "stopping at the end of the current step…")
         elif event.button.id == "resume" and self.result is not None:
             event.button.disabled = True
             self.query_one("#progress-outcome", Static).update("making a fresh plan to resume…")
@@ -294,9 +316,21 @@ class PlanReady(Message):
 
 
 ACTION_BINDINGS = [
-    Binding("R", "restart_service", "Restart", tooltip="Restart the selected service (rolling, like `service update --force`)"),
+    Binding("R", "restart_service", "Restart",
+            tooltip="Restart the selected service, or the consumer of the selected bucket (rolling, like `service update --force`)"),
     Binding("D", "redeploy_stack", "Redeploy", tooltip="Redeploy the selected stack (or the selected service's stack)"),
 ]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the operator visibly has selected: the view in front, and its row."""
+
+    view: str  #: "services", "detail", "buckets", "progress" or another pane's title
+    site: str | None = None
+    service: ServiceStatus | None = None
+    stack: str | None = None
+    bucket: Any = None  #: the BucketStatus under the cursor (buckets view)
 
 
 class ActionsMixin:
@@ -304,6 +338,8 @@ class ActionsMixin:
 
     #: seconds each wait step may take
     action_wait_timeout: float = 300.0
+    #: what is being planned in a worker ("redeploy of X at Y"), None when nothing is
+    planning: str | None = None
 
     def seen_snapshot(self: Any) -> Snapshot:
         """The snapshot the operator is looking at (what the plan must act on)."""
@@ -311,58 +347,162 @@ class ActionsMixin:
         times = [s.polled_at for s in sites if s.polled_at is not None]
         return Snapshot(generated_at=min(times) if times else datetime.now(timezone.utc), sites=sites)
 
-    def selected(self: Any) -> tuple[str | None, ServiceStatus | None, str | None]:
-        """(site, service, stack) under the cursor (the detail screen's service when it is open)."""
+    def _front_view(self: Any) -> Any:
+        """The view the operator looks at: the one holding the focus, else the active tab, else the services."""
+        from ..widgets.views import Views
+
+        views = self.query_one(Views)
+        focused = self.focused
+        for view in views.views:
+            if focused is not None and (focused is view or view in focused.ancestors):
+                return view
+        if views.tabbed:
+            shown = views.views
+            return shown[views.active] if 0 <= views.active < len(shown) else None
+        return views.views[0] if views.views else None
+
+    def selection(self: Any) -> Selection:
+        """What R and D act on: only what is visibly selected (never a hidden view's cursor)."""
         from ..screens.detail import DetailScreen
+        from ..widgets.buckets import BucketsPane
         from ..widgets.table import ServicesTable
+        from ..widgets.views import Views
 
         if isinstance(self.screen, DetailScreen):
             service = self.screen.service
-            return service.site, service, service.stack
-        table = self.query_one(ServicesTable)
-        key = table.cursor_key
-        row = table.row_for(key) if key else None
-        if row is None:
-            return None, None, None
-        if row.kind == "service" and row.service is not None:
+            return Selection("detail", service.site, service, service.stack)
+        view = self._front_view()
+        if isinstance(view, BucketsPane):
+            key = view.table.cursor_key
+            report = view.report
+            bucket = next((b for b in report.buckets if b.name == key), None) if report and key else None
+            return Selection("buckets", bucket=bucket)
+        if not isinstance(view, ServicesTable):
+            return Selection(Views.title(view) if view is not None else "none")
+        key = view.cursor_key
+        row = view.row_for(key) if key else None
+        if row is not None and row.kind == "service" and row.service is not None:
             service = self.service(row.key) or row.service
-            return service.site, service, service.stack
-        if row.kind == "stack" and key and key.startswith("stack:"):
+            return Selection("services", service.site, service, service.stack)
+        if row is not None and row.kind == "stack" and key and key.startswith("stack:"):
             site, _, stack = key[len("stack:"):].partition("/")
-            return site, None, stack
-        return None, None, None
+            return Selection("services", site, None, stack)
+        return Selection("services")
+
+    def selected(self: Any) -> tuple[str | None, ServiceStatus | None, str | None]:
+        """(site, service, stack) visibly selected (the detail screen's service when it is open)."""
+        chosen = self.selection()
+        return chosen.site, chosen.service, chosen.stack
+
+    def running_action(self: Any) -> "Progress | None":
+        """The progress screen of a run still in progress, anywhere in the screen stack."""
+        return next((s for s in self.screen_stack if isinstance(s, Progress) and s.running), None)
+
+    def busy(self: Any) -> str | None:
+        """Why no new action may start now, or None."""
+        if self.planning:
+            return f"a plan is being made ({self.planning}): wait for its dialog"
+        if any(isinstance(s, ConfirmPlan) for s in self.screen_stack):
+            return "a plan is already waiting for confirmation"
+        if (running := self.running_action()) is not None:
+            return f"{running.plan.title} is running"
+        return None
 
     def check_action(self: Any, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("restart_service", "redeploy_stack"):
             if isinstance(self.screen, (ModalScreen, Progress)):
                 return False
-            site, service, stack = self.selected()
-            if action == "restart_service":
-                return service is not None or None  # None: shown dimmed
-            return stack is not None or None
-        if action == "quit" and any(isinstance(s, Progress) and s.running for s in self.screen_stack):
-            return False  # never walk away from a half-done redeploy (even from help above it): Stop it first
+            return True  # the action says why when there is nothing to act on
         if isinstance(self.screen, Progress) and action in ("filter", "toggle_problems", "clear_filter"):
             return False  # dashboard keys do nothing here
         return super().check_action(action, parameters)  # type: ignore[misc]
 
+    def _refuse_while_running(self: Any, what: str) -> bool:
+        """True (and a notice saying why) when a run is in progress: never walk away from a half-done redeploy."""
+        running = self.running_action()
+        if running is None:
+            return False
+        self.notify(f"{what} refused: {running.plan.title} is running. Stop it (or let it end) first.",
+                    severity="warning", markup=False)
+        return True
+
+    async def action_quit(self: Any) -> None:
+        if not self._refuse_while_running("quit"):
+            await super().action_quit()  # type: ignore[misc]
+
+    def action_suspend_process(self: Any) -> None:
+        if not self._refuse_while_running("suspend (ctrl+z)"):
+            super().action_suspend_process()  # type: ignore[misc]
+
     def action_restart_service(self: Any) -> None:
-        site, service, _ = self.selected()
-        if site is None or service is None:
-            self.notify("select a service to restart", severity="warning")
+        if why := self.busy():
+            self.notify(f"R ignored: {why}", severity="warning", markup=False)
             return
-        plan = plan_restart(self.config, self.seen_snapshot(), site, service.name)
+        chosen = self.selection()
+        service = chosen.service
+        if chosen.view == "buckets":
+            service = self._bucket_consumer(chosen.bucket)
+            if service is None:
+                return
+        elif chosen.view not in ("services", "detail"):
+            self.notify(f"R restarts a service: nothing to restart in the {chosen.view} view "
+                        "(select a service in the services view, key 1)", severity="warning", markup=False)
+            return
+        if service is None:
+            self.notify("select a service to restart", severity="warning", markup=False)
+            return
+        plan = plan_restart(self.config, self.seen_snapshot(), service.site, service.name)
         self._confirm_and_run(plan)
 
+    def _bucket_consumer(self: Any, bucket: Any) -> ServiceStatus | None:
+        """The consumer R restarts for a bucket row (with a notice saying which), or None with a notice why not."""
+        if bucket is None:
+            self.notify("select a bucket whose consumer to restart", severity="warning", markup=False)
+            return None
+        found = []
+        for key, state in bucket.consumers:
+            service = self.service(key)
+            if service is not None:
+                found.append((service, state))
+        if not found:
+            self.notify(f"bucket {bucket.name}: no consumer watched here to restart", severity="warning", markup=False)
+            return None
+        not_running = [service for service, state in found if state != "running"]
+        if len(found) > 1 and len(not_running) != 1:
+            names = ", ".join(service.key for service, _ in found)
+            self.notify(f"bucket {bucket.name} has {len(found)} consumers ({names}): "
+                        "restart one from the services view (key 1)", severity="warning", markup=False)
+            return None
+        service = not_running[0] if not_running else found[0][0]
+        self.notify(f"bucket {bucket.name}: restart its consumer {service.key}", markup=False)
+        return service
+
     def action_redeploy_stack(self: Any) -> None:
-        site, _, stack = self.selected()
+        if why := self.busy():
+            self.notify(f"D ignored: {why}", severity="warning", markup=False)
+            return
+        chosen = self.selection()
+        if chosen.view not in ("services", "detail"):
+            self.notify(f"D redeploys a stack: nothing to redeploy in the {chosen.view} view "
+                        "(select a stack or service in the services view, key 1)", severity="warning", markup=False)
+            return
+        site, stack = chosen.site, chosen.stack
         if site is None or stack is None:
-            self.notify("select a stack to redeploy", severity="warning")
+            self.notify("select a stack to redeploy", severity="warning", markup=False)
             return
         snap = self.seen_snapshot()
+        self.planning = f"redeploy of {stack} at {site}"
         self.notify(f"planning redeploy of {stack} at {site}: fetching compose repos…", markup=False)
+
+        def gather() -> None:
+            try:
+                plan = gather_redeploy_plan(self.config, snap, site, stack)
+            except Exception as exc:  # never leave `planning` set: every later key would be refused
+                plan = Plan("redeploy", site, stack, refusal=f"the plan could not be made: {exc}")
+            self.post_message(PlanReady(plan))
+
         self.run_worker(
-            lambda: self.post_message(PlanReady(gather_redeploy_plan(self.config, snap, site, stack))),
+            gather,
             thread=True,
             exit_on_error=False,
             name="plan redeploy",
@@ -370,14 +510,29 @@ class ActionsMixin:
         )
 
     def on_plan_ready(self: Any, message: PlanReady) -> None:
+        self.planning = None
         self._confirm_and_run(message.plan)
 
     def _confirm_and_run(self: Any, plan: Plan) -> None:
+        if any(isinstance(s, ConfirmPlan) for s in self.screen_stack):
+            return  # one dialog at a time (cannot happen through the keys, which refuse while one is open)
+        if not plan.ok:
+            self._audit_refusal(plan)
+
         def confirmed(ok: bool | None) -> None:
             if ok:
                 self.push_screen(Progress(self.config, plan, self.action_wait_timeout))
 
         self.push_screen(ConfirmPlan(plan), confirmed)
+
+    def _audit_refusal(self: Any, plan: Plan) -> None:
+        """A refused plan is audited, as on the command line; a log that cannot be written is said, not raised."""
+        from ..actions.execute import audit_refusal
+
+        try:
+            audit_refusal(self.config, plan, plan.refusal or "refused")
+        except OSError as exc:
+            self.notify(f"the refusal could not be audited: {exc}", severity="error", markup=False)
 
     def help_rows(self: Any) -> list[tuple[str, str, str]]:
         from .help import help_rows
