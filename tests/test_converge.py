@@ -115,14 +115,15 @@ def test_monitor_and_max_task_failures_are_config_keys_checked_with_one_line(tmp
     from dtmon.config import ConfigError, load
 
     path = tmp_path / "config.toml"
-    path.write_text("[deploy]\nmonitor = 4.5\nmax_task_failures = 2\n")
+    site = '[sites.kko]\ndocker = "unix:///run/kko.sock"\n'
+    path.write_text(site + "[deploy]\nmonitor = 4.5\nmax_task_failures = 2\n")
     deploy = load(path).deploy
     assert (deploy.monitor, deploy.max_task_failures) == (4.5, 2)
-    path.write_text("[deploy]\n")
+    path.write_text(site + "[deploy]\n")
     assert (load(path).deploy.monitor, load(path).deploy.max_task_failures) == (15.0, 3)
-    path.write_text("[deploy]\nmonitor = -1\n")
-    with pytest.raises(ConfigError, match=r"deploy.monitor: expected seconds \(0 or more\), got -1"):
+    path.write_text(site + "[deploy]\nmonitor = -1\n")
+    with pytest.raises(ConfigError, match=r"deploy.monitor: expected a number of seconds from 0 to 3600, got -1"):
         load(path)
-    path.write_text("[deploy]\nmax_task_failures = 0\n")
-    with pytest.raises(ConfigError, match="deploy.max_task_failures: expected a count of 1 or more, got 0"):
+    path.write_text(site + "[deploy]\nmax_task_failures = 0\n")
+    with pytest.raises(ConfigError, match="deploy.max_task_failures: expected a count from 1 to 1000, got 0"):
         load(path)
