@@ -105,10 +105,10 @@ def test_a_paused_or_rolled_back_update_ends_the_wait():
     assert count.steady == 0.0
 
 
-def test_server_text_in_a_note_is_one_plain_line():
+def test_server_text_in_a_note_is_one_clean_line():
     watch = Watch(monitor=10, max_failures=5, clock=Clock())
     count = watch.observe(service(), [task("f", "failed", err="bad\x1b[31m\nline")], 1)
-    assert count.last_error == "bad [31m line"
+    assert count.last_error == "bad^[[31m^Jline"  # visible, and nothing a terminal acts on
 
 
 def test_monitor_and_max_task_failures_are_config_keys_checked_with_one_line(tmp_path):

@@ -48,8 +48,10 @@ def _when(stamp: str) -> float:
 
 
 def _text(value: Any) -> str:
-    """Server text on one line (it goes into notes, the audit log and the terminal)."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in str(value)).split())
+    """Server text made safe for notes, the audit log and the terminal (the house sanitiser)."""
+    from ..sanitize import clean
+
+    return clean(value)
 
 
 @dataclass(frozen=True)
