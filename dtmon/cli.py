@@ -117,13 +117,17 @@ def describe(config: Config) -> str:
              f" (debounce {events.debounce:g}s)" if events.enabled else "events: not followed",
              "sites:"]
     for site in config.sites:
-        lines.append(f"  {site.name}: {redact_url(site.docker)}" + ("  (TLS)" if site.tls else ""))
+        managers = ", then ".join(redact_url(url) for url in site.endpoints)
+        remote = f"  (remote socket {site.socket})" if any(u.startswith("ssh://") for u in site.endpoints) else ""
+        lines.append(f"  {site.name}: {managers}" + ("  (TLS)" if site.tls else "") + remote)
         for stack, file in site.stacks.items():
             services = ", ".join(site.compose_services.get(stack, {}))
             lines.append(f"    {stack}: {file}")
             lines.append(f"      services: {services}")
     if not config.sites:
         lines.append("  (none)")
+    if any(u.startswith("ssh://") for site in config.sites for u in site.endpoints):
+        lines.append(f"ssh: config {config.ssh_config or 'of ssh itself (~/.ssh/config)'}; strict host keys, no prompts")
     lines.extend(_describe_buckets(config))
     if config.prometheus:
         prom = config.prometheus

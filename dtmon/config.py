@@ -15,6 +15,9 @@ from . import config_values as values
 
 DEFAULT_ORDER = ("datatrail", "datatrail-daemons", "datatrail-client")
 
+#: Where the Docker socket is on a manager reached over ssh://, unless `sites.NAME.socket` says otherwise.
+DEFAULT_REMOTE_SOCKET = "/var/run/docker.sock"
+
 DEFAULT_QUERIES: dict[str, str] = {
     "replication_pending": "sum by (site) (datatrail_replication_pending_files)",
     "replication_done": "sum by (site) (increase(datatrail_replication_completed_files_total[$window]))",
@@ -52,9 +55,14 @@ class _Tls(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Site(msgspec.Struct, forbid_unknown_fields=True):
-    docker: str
+    docker: str | list[str]
     stacks: dict[str, str] = {}
-    tls: _Tls | None = None
+    tls: _Tls | str | None = None
+    socket: str | None = None
+
+
+class _Ssh(msgspec.Struct, forbid_unknown_fields=True):
+    config: str | None = None
 
 
 class _Buckets(msgspec.Struct, forbid_unknown_fields=True):
@@ -103,6 +111,7 @@ class _File(msgspec.Struct, forbid_unknown_fields=True):
     deploy: _Deploy = msgspec.field(default_factory=_Deploy)
     health: _Health = msgspec.field(default_factory=_Health)
     events: _Events = msgspec.field(default_factory=_Events)
+    ssh: _Ssh = msgspec.field(default_factory=_Ssh)
 
 
 # ---------------------------------------------------------------------------
@@ -125,11 +134,19 @@ class SiteConfig:
     """One site: a Swarm reached through its manager."""
 
     name: str  #: the site's name, e.g. "chime"
-    docker: str  #: unix://, tcp://host:port or ssh://user@host of the manager
+    docker: str  #: unix://, tcp://host:port or ssh://user@host of the (first) manager
     stacks: dict[str, Path] = field(default_factory=dict)  #: stack name -> compose file
     tls: TlsConfig | None = None  #: client TLS for tcp:// endpoints
     compose_services: dict[str, dict[str, int]] = field(default_factory=dict)
     """stack -> {service short name: desired replicas} as the compose file declares."""
+    managers: tuple[str, ...] = ()  #: every manager URL in the order they are asked; () means just `docker`
+    socket: str = DEFAULT_REMOTE_SOCKET  #: the Docker socket's path on ssh:// hosts
+    ssh_config: Path | None = None  #: `[ssh] config`, passed to ssh as -F (None: ssh's own)
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The manager URLs to ask, in order."""
+        return self.managers or (self.docker,)
 
 
 @dataclass(frozen=True)
@@ -204,6 +221,7 @@ class Config:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    ssh_config: Path | None = None  #: `[ssh] config`: ssh's -F file for every ssh:// manager (None: ssh's own)
 
     def site(self, name: str) -> SiteConfig:
         """The site called `name`, or KeyError."""
@@ -357,6 +375,52 @@ def _url(config: Path, key: str, value: str, schemes: tuple[str, ...], **rules: 
 DOCKER_SCHEMES = ("unix", "tcp", "ssh")
 HTTP_SCHEMES = ("http", "https")
 
+def _managers(path: Path, key: str, value: str | list[str]) -> tuple[str, ...]:
+    """The manager URLs of `sites.NAME.docker`: one URL or a non-empty list of distinct ones."""
+    urls = [value] if isinstance(value, str) else list(value)
+    if not urls:
+        raise ConfigError(f"{path}: {key}: expected a manager URL or a list of them, got an empty list")
+    for index, url in enumerate(urls):
+        _url(path, key if isinstance(value, str) else f"{key}[{index}]", url, DOCKER_SCHEMES, port_required=("tcp",))
+    if len(set(urls)) != len(urls):
+        twice = next(url for url in urls if urls.count(url) > 1)
+        raise ConfigError(f"{path}: {key}: {twice!r} is listed twice")
+    return tuple(urls)
+
+
+#: The files of a DOCKER_CERT_PATH-style directory, as the docker CLI names them.
+CERT_DIR_FILES = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}
+
+
+def _tls(path: Path, key: str, value: _Tls | str | None) -> TlsConfig | None:
+    """`tls = { ca, cert, key, verify }`, or `tls = "DIR"` holding ca.pem, cert.pem and key.pem."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        directory = _expand(path, key, value)
+        if directory is None or not directory.is_dir():
+            raise ConfigError(f"{path}: {key}: expected a directory holding ca.pem, cert.pem and key.pem, got {value!r}")
+        files = {part: directory / name for part, name in CERT_DIR_FILES.items()}
+        missing = [name for part, name in CERT_DIR_FILES.items() if not os.path.lexists(files[part])]
+        if missing:
+            raise ConfigError(f"{path}: {key}: {directory} has no {', '.join(missing)} (a DOCKER_CERT_PATH directory has all three)")
+        for part, name in CERT_DIR_FILES.items():
+            _existing_file(path, key, files[part], "file")
+        return TlsConfig(files["ca"], files["cert"], files["key"], True)
+    tls = TlsConfig(
+        _expand(path, f"{key}.ca", value.ca),
+        _expand(path, f"{key}.cert", value.cert),
+        _expand(path, f"{key}.key", value.key),
+        value.verify,
+    )
+    for part in ("ca", "cert", "key"):
+        file = getattr(tls, part)
+        if file is not None:
+            _existing_file(path, f"{key}.{part}", file, "file")
+    if (tls.cert is None) != (tls.key is None):
+        raise ConfigError(f"{path}: {key}: expected both `cert` and `key`, or neither")
+    return tls
+
 
 #: Most replicas a compose file may ask for (as many as dtmon believes of an engine).
 MAX_REPLICAS = 1_000_000
@@ -449,10 +513,13 @@ def _build(path: Path, raw: _File) -> Config:
     refresh = _seconds(path, "refresh", raw.refresh, values.REFRESH_RANGE)
     timeout = _seconds(path, "timeout", raw.timeout, values.TIMEOUT_RANGE)
     sites = []
+    ssh_config = _expand(path, "ssh.config", raw.ssh.config)
+    if ssh_config is not None:
+        _existing_file(path, "ssh.config", ssh_config, "file")
     for name, site in raw.sites.items():
         key = f"sites.{name}"
         _name(path, "sites", name)
-        _url(path, f"{key}.docker", site.docker, DOCKER_SCHEMES, port_required=("tcp",))
+        managers = _managers(path, f"{key}.docker", site.docker)
         stacks: dict[str, Path] = {}
         compose: dict[str, dict[str, int]] = {}
         for stack, file in site.stacks.items():
@@ -465,21 +532,17 @@ def _build(path: Path, raw: _File) -> Config:
             except ValueError as exc:
                 raise ConfigError(f"{path}: {key}.stacks.{stack}: {compose_path}: {exc}") from None
             stacks[stack] = compose_path
-        tls = None
-        if site.tls is not None:
-            tls = TlsConfig(
-                _expand(path, f"{key}.tls.ca", site.tls.ca),
-                _expand(path, f"{key}.tls.cert", site.tls.cert),
-                _expand(path, f"{key}.tls.key", site.tls.key),
-                site.tls.verify,
-            )
-            for part in ("ca", "cert", "key"):
-                file = getattr(tls, part)
-                if file is not None:
-                    _existing_file(path, f"{key}.tls.{part}", file, "file")
-            if (tls.cert is None) != (tls.key is None):
-                raise ConfigError(f"{path}: {key}.tls: expected both `cert` and `key`, or neither")
-        sites.append(SiteConfig(name, site.docker, stacks, tls, compose))
+        tls = _tls(path, f"{key}.tls", site.tls)
+        socket = DEFAULT_REMOTE_SOCKET
+        if site.socket is not None:
+            if not any(url.startswith("ssh://") for url in managers):
+                raise ConfigError(f"{path}: {key}.socket: only ssh:// managers have a remote socket; {key}.docker has none")
+            if not site.socket.startswith("/") or any(ch.isspace() or ord(ch) < 32 for ch in site.socket):
+                raise ConfigError(f"{path}: {key}.socket: expected an absolute path without spaces, got {site.socket!r}")
+            socket = site.socket
+        sites.append(
+            SiteConfig(name, managers[0], stacks, tls, compose, managers if len(managers) > 1 else (), socket, ssh_config)
+        )
     buckets = _buckets(path, raw.buckets) if raw.buckets is not None else _workspace_buckets()
     prometheus = None
     if raw.prometheus is not None:
@@ -533,7 +596,7 @@ def _build(path: Path, raw: _File) -> Config:
         _seconds(path, "events.refresh", raw.events.refresh, values.REFRESH_RANGE),
         _seconds(path, "events.debounce", raw.events.debounce, values.DEBOUNCE_RANGE),
     )
-    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy, health, events)
+    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy, health, events, ssh_config)
 
 
 def _buckets(path: Path, raw: _Buckets) -> BucketsConfig:

@@ -182,6 +182,10 @@ def url(value: str, schemes: tuple[str, ...], *, port_required: tuple[str, ...] 
         raise ValueError(f"expected {scheme}://host:port without a user, got {shown(value)}")
     if scheme == "ssh" and parts.path not in ("", "/"):
         raise ValueError(f"expected ssh://user@host without a path, got {shown(value)}")
+    if scheme == "ssh" and parts.password is not None:
+        raise ValueError("expected ssh://user@host without a password: ssh logs in with a key (an ssh-agent, or IdentityFile in the ssh config)")
+    if scheme == "ssh" and (host.startswith("-") or (parts.username or "").startswith("-")):
+        raise ValueError(f"expected ssh://user@host, got a user or host that ssh would read as an option: {shown(value)}")
     if scheme == "tcp" and parts.path not in ("", "/"):
         raise ValueError(f"expected tcp://host:port without a path, got {shown(value)}")
     return value

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from .redact import redact_url
 from .model import (
     CRASHLOOP,
     DEGRADED,
@@ -133,12 +134,18 @@ def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None, 
         return Chip(f"{site.name} ✗ no data", UNREACHABLE)
     data_age = since(site.polled_at, now, coarse=False)
     if not site.reachable:
+        if site.outage == "reconnecting":  # an ssh tunnel that dropped and is being brought back
+            return Chip(f"{site.name} ⟳ {data_age}", UNREACHABLE)
+        if site.outage == "no quorum":
+            return Chip(f"{site.name} ✗ no quorum {data_age}", UNREACHABLE)
         return Chip(f"{site.name} ✗ {data_age}", UNREACHABLE)
     problems = site_problem_count(site)
     mark = f"▲{problems}" if problems else "✓"
     late = late_after is None or site.polled_at is None or (now - site.polled_at).total_seconds() >= late_after
     name = site.name + (LIVE_MARK if live else "")
-    text = " ".join(p for p in (name, mark, latency(site.latency_ms), data_age if late else "") if p)
+    # A site that answered through a manager other than its first says which one (its place in the list).
+    manager = f"via #{site.manager_index + 1}" if site.manager_index else ""
+    text = " ".join(p for p in (name, mark, latency(site.latency_ms), manager, data_age if late else "") if p)
     return Chip(text, "problems" if problems else "ok")
 
 
@@ -301,7 +308,7 @@ def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
         state = Cell("…", None)
         note = Cell("waiting for the first poll")
     elif not site.reachable:
-        state = Cell(UNREACHABLE, ERROR, bold=True)
+        state = Cell(site.outage or UNREACHABLE, ERROR, bold=True)
         # The state column already says "unreachable": the note says why, since when, and how old the data is.
         down_for = f"for {since(site.error_since, now)}" if site.error_since is not None else ""
         if view.compact:  # the age of the data is on the site's chip; the reason must fit
@@ -323,6 +330,8 @@ def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
         else:
             state = Cell("ok", SUCCESS, bold=True)
             note = Cell(f"{len(services)} services")
+        if site.manager_index:  # answered, but not by the first manager: which one, and why the others did not
+            note = Cell(f"{note.text} · via {redact_url(site.manager or '')} ({'; '.join(site.manager_notes)})", WARNING)
     cells = {
         "service": Cell(site.name, None, bold=True),
         "replicas": Cell(_sum_replicas(services) if services else ""),

@@ -152,6 +152,10 @@ class SiteStatus:
     error_since: datetime | None = None  #: first failure of the current run of failures
     stacks: tuple[StackStatus, ...] = ()
     nodes: tuple[NodeInfo, ...] = ()
+    manager: str | None = None  #: the manager URL (as configured) that answered the last poll
+    manager_index: int = 0  #: its place in the site's list of managers (0: the first)
+    manager_notes: tuple[str, ...] = ()  #: managers asked before it, or all of them when none answered: "url: why"
+    outage: str | None = None  #: when unreachable: "unreachable", "reconnecting" (ssh) or "no quorum"
 
     @property
     def services(self) -> tuple[ServiceStatus, ...]:
@@ -165,7 +169,7 @@ class SiteStatus:
     def problems(self) -> list[str]:
         found = []
         if not self.reachable:
-            found.append(f"{self.name}: unreachable: {self.error}")
+            found.append(f"{self.name}: {self.outage or 'unreachable'}: {self.error}")
         for service in self.services:
             if service.is_problem:
                 found.append(service.problem_text())

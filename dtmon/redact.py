@@ -92,7 +92,8 @@ def config_secrets(config) -> list[str]:
     Buckets token of the environment."""
     found: list[str] = []
     for site in getattr(config, "sites", ()):
-        found += url_secrets(site.docker)
+        for url in getattr(site, "endpoints", (site.docker,)):
+            found += url_secrets(url)
     for source in (getattr(config, "buckets", None), getattr(config, "prometheus", None)):
         if source is not None:
             for url in getattr(source, "urls", None) or (source.url,):

@@ -9,6 +9,7 @@ from typing import Any
 
 from .model import BucketsReport, BucketStatus, ServiceStatus, SiteStatus, Snapshot
 from .model import FeedCheck, Progress, ProgressReport
+from .redact import redact_url
 
 
 def iso(when: datetime | None) -> str | None:
@@ -45,6 +46,9 @@ def site_json(site: SiteStatus) -> dict[str, Any]:
         "error": site.error,
         "latency_ms": site.latency_ms,
         "polled_at": iso(site.polled_at),
+        "manager": redact_url(site.manager) if site.manager else None,
+        "outage": None if site.reachable else (site.outage or "unreachable"),
+        "managers_passed_over": list(site.manager_notes),
         "stacks": [
             {"name": stack.name, "state": stack.state, "services": [service_json(s) for s in stack.services]}
             for stack in site.stacks
@@ -89,8 +93,10 @@ def render_text(snap: Snapshot) -> str:
     for site in snap.sites:
         if site.reachable:
             head = f"{site.name}: ok, {site.latency_ms:.0f} ms"
+            if site.manager_index:  # not the first manager: say which one answered, and why the others did not
+                head += f", answered by {redact_url(site.manager or '')} ({'; '.join(site.manager_notes)})"
         else:
-            head = f"{site.name}: UNREACHABLE ({site.error})"
+            head = f"{site.name}: {(site.outage or 'unreachable').upper()} ({site.error})"
         lines.append(head)
         rows = [["STACK", "SERVICE", "STATE", "REPLICAS", "IMAGE", "ERROR"]]
         for stack in site.stacks:

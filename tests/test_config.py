@@ -133,7 +133,7 @@ def test_home_in_a_path_still_expands(tree, monkeypatch):
         ('timeout = "fast"\n', "timeout: expected a number, got a string"),
         ('refresh = "5"\n', "refresh: expected a number, got a string"),
         ('[deploy]\nallow = "true"\n', "deploy.allow: expected true or false, got a string"),
-        ("[sites.kko]\ndocker = 2376\n", "sites.kko.docker: expected a string, got an integer"),
+        ("[sites.kko]\ndocker = 2376\n", "sites.kko.docker: expected a string or an array, got an integer"),
         ("[sites.kko]\n", "sites.kko.docker: required key is missing"),
         ('[sites.kko]\ndocker = "unix:///x"\nstacks = ["a"]\n', "sites.kko.stacks: expected a table, got an array"),
         ('[sites.kko]\ndocker = "aux.kko:2376"\n', "sites.kko.docker: expected a URL (unix:///path or tcp://host:port or ssh://user@host), got 'aux.kko:2376'"),
@@ -219,7 +219,7 @@ def test_bad_config_exits_2_with_one_line_and_no_traceback(tree, command):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == f"dtmon: config error: {path}: sites.kko.docker: expected a string, got an integer"
+    assert proc.stderr.strip() == f"dtmon: config error: {path}: sites.kko.docker: expected a string or an array, got an integer"
 
 
 def test_missing_config_file_exits_2(tree, capsys):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, parse_compose
+from ..redact import redact_url
 from ..sanitize import clean_lines
 from . import announce, gitrepo, restart
 from .audit import OUTCOME, START, STEP, AuditLog
@@ -161,12 +162,37 @@ class Executor:
             except Exception:  # a broken progress view must not break the action
                 pass
 
-    def _client(self, site: str):
+    def _collector(self, site: str):
         from ..collectors.swarm import SwarmCollector
 
         if site not in self._collectors:
             self._collectors[site] = SwarmCollector(self.config.site(site), self.config.timeout)
-        return self._collectors[site].client(max(self.config.timeout, 30.0))
+        return self._collectors[site]
+
+    def _client(self, site: str):
+        return self._collector(site).client(max(self.config.timeout, 30.0))
+
+    def _live_argv(self, step: Step) -> tuple[tuple[str, ...], str]:
+        """The step's docker command aimed at the site's manager that answers now, through its ssh tunnel if
+        it has one (the docker CLI's own ssh:// would need docker on the remote host and ignore `socket`);
+        and a note naming that manager when it is not the plain URL of the plan."""
+        argv = step.argv
+        if not step.site or len(argv) < 3 or argv[0] != "docker" or argv[1] != "--host":
+            return argv, ""
+        site = self.config.site(step.site)
+        if argv[2] == site.docker and not site.docker.startswith("ssh://") and len(site.endpoints) == 1:
+            return argv, ""
+        end = 3
+        while end < len(argv) and argv[end].startswith("--tls"):
+            end += 1
+        collector = self._collector(step.site)
+        try:
+            host = collector.cli_host(max(self.config.timeout, 30.0))
+        except OSError as exc:  # the tunnel is down: its reason, in one line
+            raise StepFailed(f"cannot reach {step.site}'s manager: {exc}") from None
+        manager = collector.endpoints[collector.current].url
+        via = f"via {redact_url(manager)}" + (" (ssh tunnel)" if manager.startswith("ssh://") else "")
+        return ("docker", *host, *argv[end:]), via
 
     def _close(self) -> None:
         for collector in self._collectors.values():
@@ -280,7 +306,8 @@ class Executor:
             except announce.AnnounceError as exc:
                 raise StepFailed(str(exc)) from None
         if step.kind == REMOVE:
-            return self._command(step.argv) or "removed"
+            argv, via = self._live_argv(step)
+            return " ".join(p for p in (via, self._command(argv) or "removed") if p)
         if step.kind == WAIT_GONE:
             assert step.site and step.stack
             return self._wait(run, lambda: self._gone(step.site, step.stack), f"{step.stack} to be gone")
@@ -298,7 +325,8 @@ class Executor:
                     )
                 if changes:
                     raise StepFailed(f"{step.repo} has uncommitted changes since the plan: {', '.join(changes[:3])}")
-            return self._command(step.argv, cwd=str(Path(step.file).parent)) or "deployed"
+            argv, via = self._live_argv(step)
+            return " ".join(p for p in (via, self._command(argv, cwd=str(Path(step.file).parent)) or "deployed") if p)
         if step.kind == WAIT_RUNNING:
             assert step.site and step.stack and step.file
             watch = self._watch()

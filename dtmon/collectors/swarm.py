@@ -394,10 +394,13 @@ def _describe_error(exc: BaseException) -> str:
 
 
 class SwarmCollector:
-    """Polls one site. Thread-safe enough for one poller thread plus detail requests."""
+    """Polls one site through the first of its managers that answers. Thread-safe enough for one poller
+    thread plus detail requests."""
 
     def __init__(self, site: SiteConfig, timeout: float, health: HealthConfig | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
+        from .managers import Endpoint
+
         self.site = site
         self.timeout = timeout
         self.health = health or HealthConfig()
@@ -405,51 +408,58 @@ class SwarmCollector:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         #: The swarm's TaskHistoryRetentionLimit and when it was read (monotonic); re-read every TASK_HISTORY_TTL.
         self._retention: tuple[int | None, float] | None = None
-        self._client = None
-        self._tunnel = None
+        self.endpoints = [Endpoint(url, site, timeout) for url in site.endpoints]
+        self._clients: dict[int, Any] = {}
+        self.current = 0  #: the endpoint that answered last
         self._lock = threading.Lock()
         self.last = SiteStatus(name=site.name, reachable=False, error="not polled yet")
 
     # -- connection ---------------------------------------------------------
 
-    def _base_url(self) -> str:
-        url = self.site.docker
-        if url.startswith("ssh://"):
-            from .tunnel import SshTunnel
-
-            if self._tunnel is None:
-                self._tunnel = SshTunnel(url)
-            return self._tunnel.ensure(self.timeout)
-        return url
-
     def endpoint(self, timeout: float) -> tuple[str, TlsConfig | None]:
-        """The engine's base URL as this collector reaches it now (for an ssh site, its tunnel's local
-        socket, started if need be) and its client TLS: what the site's event stream connects to."""
-        with self._lock:
-            return self._base_url(), self.site.tls
+        """The engine's base URL as this collector reaches it now (the manager that answered last; for an ssh
+        manager, its tunnel's local socket, started if need be) and its client TLS: what the site's event
+        stream connects to."""
+        endpoint = self.endpoints[self.current]
+        return endpoint.base_url(timeout), endpoint.tls
 
-    def client(self, timeout: float):
-        """The site's APIClient, created (and the API version negotiated) on first use."""
+    def _client_for(self, index: int, timeout: float):
+        """The APIClient of one manager, created (and the API version negotiated) on first use."""
         import docker
 
         with self._lock:
-            if self._client is None:
-                tls: Any = False
-                if self.site.tls is not None:
-                    t = self.site.tls
-                    tls = docker.tls.TLSConfig(
-                        client_cert=(str(t.cert), str(t.key)) if t.cert and t.key else None,
-                        ca_cert=str(t.ca) if t.ca else None,
-                        verify=t.verify,
-                    )
-                self._client = docker.APIClient(base_url=self._base_url(), version="auto", timeout=timeout, tls=tls)
-            self._client.timeout = timeout
-            return self._client
+            client = self._clients.get(index)
+        if client is None:
+            endpoint = self.endpoints[index]
+            tls: Any = False
+            if endpoint.tls is not None:
+                t = endpoint.tls
+                tls = docker.tls.TLSConfig(
+                    client_cert=(str(t.cert), str(t.key)) if t.cert and t.key else None,
+                    ca_cert=str(t.ca) if t.ca else None,
+                    verify=t.verify,
+                )
+            client = docker.APIClient(base_url=endpoint.base_url(timeout), version="auto", timeout=timeout, tls=tls)
+            with self._lock:
+                self._clients[index] = client
+        client.timeout = timeout
+        return client
 
-    def reset(self) -> None:
-        """Forget the client so the next call reconnects and renegotiates."""
+    def client(self, timeout: float):
+        """The APIClient of the manager that answered last (the first one before any poll answered)."""
+        if not self.last.reachable and len(self.endpoints) > 1:
+            self.poll()  # find a manager that answers before acting on one
+        return self._client_for(self.current, timeout)
+
+    def cli_host(self, timeout: float) -> list[str]:
+        """`--host URL` (and TLS flags) for the docker CLI, to the manager that answered last, through its tunnel."""
+        if not self.last.reachable and len(self.endpoints) > 1:
+            self.poll()
+        return self.endpoints[self.current].cli_host(timeout)
+
+    def _drop(self, index: int) -> None:
         with self._lock:
-            client, self._client = self._client, None
+            client = self._clients.pop(index, None)
             self._retention = None
         if client is not None:
             try:
@@ -457,25 +467,54 @@ class SwarmCollector:
             except Exception:
                 pass
 
+    def reset(self) -> None:
+        """Forget the clients so the next call reconnects and renegotiates."""
+        for index in range(len(self.endpoints)):
+            self._drop(index)
+
     def close(self) -> None:
+        """Close every client and end every ssh tunnel this collector started."""
         self.reset()
-        if self._tunnel is not None:
-            self._tunnel.close()
+        for endpoint in self.endpoints:
+            endpoint.close()
 
     # -- polling -------------------------------------------------------------
 
     def fetch(self) -> SiteStatus:
-        """One poll; raises on failure. Three calls: services with status, tasks, nodes."""
+        """One poll; raises on failure. Managers are asked in order; the first that answers is used."""
+        from .managers import NoManagerAnswered
+
         deadline = time.monotonic() + self.timeout
+        attempts = []
+        for index, endpoint in enumerate(self.endpoints):
+            # A manager that hangs gets its share of what is left, so the next one can still answer in time.
+            share = (deadline - time.monotonic()) / (len(self.endpoints) - index)
+            try:
+                status = self._fetch_from(index, time.monotonic() + share)
+            except Exception as exc:
+                self._drop(index)
+                kind, reason = endpoint.explain(exc, describe_error)
+                from .managers import Attempt
+
+                attempts.append(Attempt(endpoint.url, kind, reason))
+                continue
+            self.current = index
+            return replace(status, manager=endpoint.url, manager_index=index,
+                           manager_notes=tuple(sanitize.clean(str(a)) for a in attempts))
+        raise NoManagerAnswered(attempts)
+
+    def _fetch_from(self, index: int, deadline: float) -> SiteStatus:
+        """One poll of one manager before `deadline`: services with status, tasks, nodes."""
         started = time.perf_counter()
+        budget = deadline - time.monotonic()
 
         def remaining() -> float:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise SwarmError(f"timed out after {self.timeout:g}s")
+                raise SwarmError(f"timed out after {round(budget, 1):g}s")
             return left
 
-        client = self.client(remaining())
+        client = self._client_for(index, remaining())
         client.timeout = remaining()
         services = client.services(filters={"label": STACK_LABEL}, status=True)
         client.timeout = remaining()
@@ -520,15 +559,23 @@ class SwarmCollector:
 
     def poll(self) -> SiteStatus:
         """One poll that never raises: on failure the last good data is kept and marked stale."""
+        from .managers import NoManagerAnswered, UNREACHABLE
+
         try:
             status = carry_loops(self.last, self.fetch())
         except Exception as exc:  # every failure becomes data, never a crash
-            self.reset()
             now = datetime.now(timezone.utc)
             previous = self.last
             since = previous.error_since if (not previous.reachable and previous.error_since) else now
-            error = scrub(describe_error(exc), url_secrets(self.site.docker))
-            status = replace(previous, reachable=False, error=error, error_since=since)
+            secrets = [secret for url in self.site.endpoints for secret in url_secrets(url)]
+            if isinstance(exc, NoManagerAnswered):  # ssh's and the engines' words: cleaned like any server text
+                error, outage = str(exc), exc.outage
+                notes = tuple(scrub(sanitize.clean(str(a)), secrets) for a in exc.attempts)
+            else:
+                error, outage, notes = describe_error(exc), UNREACHABLE, ()
+            error = scrub(sanitize.clean(error), secrets)
+            status = replace(previous, reachable=False, error=error, error_since=since, outage=outage,
+                             manager=None, manager_notes=notes)
         self.last = status
         return status
 
