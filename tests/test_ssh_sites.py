@@ -21,15 +21,24 @@ from dtmon.collectors.tunnel import UP
 from dtmon.config import load
 from engines import _cmdline, _pids, alive, require_engines, start_all, stop_all
 from sshd import Sshd, keygen, require_sshd
-from testworld import WORLD
 
 pytestmark = pytest.mark.engine
 
 REPO = Path(__file__).resolve().parent.parent
-CLIENT = WORLD / "kko" / "kko-client.yaml"
-CLIENT_SERVICES = {f"datatrail-client_{s}": (1, 1) for s in (
-    "replicator", "deletion_healer", "replication_healer", "event_registration", "reattempt_unregistered",
-    "update_canfar_certificates")}
+CLIENT_SHORTS = ("replicator", "deletion_healer", "replication_healer", "event_registration", "reattempt_unregistered",
+                 "update_canfar_certificates")
+CLIENT_SERVICES = {f"datatrail-client_{s}": (1, 1) for s in CLIENT_SHORTS}
+#: The client stack's compose file (written by the `remote` fixture).
+CLIENT = Path()
+
+
+def client_compose(names) -> str:
+    """A client stack's compose file in the style of tests/world: the test image on the host network."""
+    import yaml
+    from engines import service_def
+
+    return yaml.safe_dump({"version": "3.8", "services": {n: service_def() for n in names},
+                           "networks": {"hostnet": {"external": True, "name": "host"}}}, sort_keys=False)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +46,9 @@ def remote(tmp_path_factory):
     """A dockerd (socket at DIR/d.sock) running kko's client stack, and an sshd on loopback in front of it."""
     require_engines()
     require_sshd()
+    global CLIENT
+    CLIENT = tmp_path_factory.mktemp("stacks") / "kko-client.yaml"
+    CLIENT.write_text(client_compose(CLIENT_SHORTS))
     engines = start_all(["sshkko"])
     engine = engines["sshkko"]
     server = None
@@ -273,8 +285,7 @@ def test_backoff_grows_while_the_server_is_gone(tmp_path, remote, server):
 
 def test_restart_and_redeploy_of_a_client_stack_go_through_the_tunnel(tmp_path, remote, server, monkeypatch, capsys):
     """The plan's docker commands reach the remote engine (socket at a non-default path) through dtmon's tunnel."""
-    import yaml
-    from engines import DOCKER_CLI, service_def
+    from engines import DOCKER_CLI
     from gitworld import Repo
 
     from dtmon.actions.audit import read
@@ -287,11 +298,8 @@ def test_restart_and_redeploy_of_a_client_stack_go_through_the_tunnel(tmp_path, 
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.delenv("DOCKER_HOST", raising=False)
 
-    def compose(names):
-        return yaml.safe_dump({"version": "3.8", "services": {n: service_def() for n in names},
-                               "networks": {"hostnet": {"external": True, "name": "host"}}}, sort_keys=False)
-
-    shorts = [name.split("_", 1)[1] for name in CLIENT_SERVICES]
+    compose = client_compose
+    shorts = list(CLIENT_SHORTS)
     repo = Repo(tmp_path / "git", "datatrail-admin", {"stacks/kko-client.yaml": compose(shorts)})
     audit = tmp_path / "audit.jsonl"
     path = tmp_path / "config.toml"
