@@ -158,7 +158,7 @@ def _describe_buckets(config: Config) -> list[str]:
             workspace_buckets()
         except ValueError as exc:  # why the workspace's URLs were not offered
             return [f"buckets: not configured; the workflow workspace was not used: {exc}"]
-        return []
+        return [f"buckets: not configured (no [buckets] table, and no Buckets URLs in {workspace_path()})"]
     lines = [f"buckets: {', then '.join(redact_url(url) for url in buckets.urls)} include {', '.join(buckets.include)}"]
     if buckets.workspace is not None:
         lines.append(f"  (offered by the workflow workspace {buckets.workspace}; a [buckets] table takes its place)")

@@ -120,6 +120,8 @@ def test_without_a_buckets_table_the_workspace_urls_are_offered(tmp_path, monkey
     path = tmp_path / "c.toml"
     path.write_text('refresh = 5\n[sites.kko]\ndocker = "unix:///x.sock"\n')  # a config must watch something
     assert load(path).buckets is None  # no workspace file: no Buckets source
+    out = run_dtmon("config", "check", "--config", str(path), env={"HOME": str(tmp_path)})
+    assert "buckets: not configured (no [buckets] table, and no Buckets URLs in" in out.stdout, out.stdout + out.stderr
     workspace = tmp_path / ".config" / "workflow" / "workspace.yml"
     workspace.parent.mkdir(parents=True)
     workspace.write_text("http:\n  baseurls:\n    buckets:\n      - http://one:8004\n      - http://two:8004\n")
