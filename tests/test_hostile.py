@@ -80,6 +80,7 @@ def test_status_writes_no_control_sequence_and_no_password(tmp_path, engine_mode
     document = json.loads(as_json.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert not unsafe_in(json.dumps(document, ensure_ascii=False))
     assert document["buckets_source"]["url"].startswith("http://alice:***@127.0.0.1:")
+    assert document["prometheus"]["url"].startswith("http://alice:***@127.0.0.1:")
 
 
 # ---------------------------------------------------------------------------
@@ -127,7 +128,10 @@ async def test_the_dashboard_survives_every_hostile_mode(tmp_path) -> None:
                     texts = cell_texts(table)
                     assert not [t for t in texts if unsafe_in(t)], texts
                 status = app.query_one("#status").text + str(app.query_one("#chips").render())
+                for summary in ("#buckets-summary", "#progress-summary"):
+                    status += str(app.query_one(summary).render())
                 assert not unsafe_in(status) and PASSWORD not in status
+                assert "alice:***@127.0.0.1" in status
 
             for engine_mode, http_mode, _ in CASES:
                 await play(engine_mode, http_mode)

@@ -19,6 +19,7 @@ from textual.widgets import Footer, RichLog, Static
 
 from ..format import STATE_TONE, TASK_COLUMNS, log_update, since, task_rows
 from ..model import ServiceStatus
+from ..redact import scrub
 from ..sanitize import LogLine, clean
 from ..widgets.table import KeyedTable
 
@@ -144,7 +145,8 @@ class DetailScreen(Screen):
         try:
             detail = self.collector.detail(service)
         except Exception as exc:  # shown on the screen, never a crash
-            self.post_message(DetailFetched(service.key, None, clean(f"{type(exc).__name__}: {exc}")))
+            error = scrub(clean(f"{type(exc).__name__}: {exc}"), getattr(self.app, "secrets", ()))
+            self.post_message(DetailFetched(service.key, None, error))
         else:
             self.post_message(DetailFetched(service.key, detail, None))
 
