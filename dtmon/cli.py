@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         help="poll every site once, print the result, exit 0 when healthy, 1 on any problem",
         description="Poll every site once and print what was found. "
-        "Exit 0 when every service is running or stopped and every site answered, 1 otherwise, 2 on a config error.",
+        "Exit 0 when every service is running or stopped (a crash loop is a problem even while its replicas run) "
+        "and every site answered, 1 otherwise, 2 on a config error.",
     )
     status.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
     status.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (TOML)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 #: Service states, from healthiest to the ones that need attention.
 RUNNING = "running"
@@ -97,7 +97,7 @@ class ServiceStatus:
         if self.state == CRASHLOOP:
             text = f"{text}: {self.failed_text} failures"
             if self.looping_since is not None:
-                text += f" since {self.looping_since.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+                text += f" since {self.looping_since.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}"
             detail = self.error
         elif self.state == UPDATING:  # the update's own word first: "update paused: ..." says why it is one
             detail = "; ".join(d for d in (self.update_message, self.error) if d)
