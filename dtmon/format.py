@@ -136,8 +136,8 @@ def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None, 
     if not site.reachable:
         if site.outage == "reconnecting":  # an ssh tunnel that dropped and is being brought back
             return Chip(f"{site.name} ⟳ {data_age}", UNREACHABLE)
-        if site.outage == "no quorum":
-            return Chip(f"{site.name} ✗ no quorum {data_age}", UNREACHABLE)
+        if site.outage in ("no quorum", "no leader"):  # the swarm's own outage, not the network's
+            return Chip(f"{site.name} ✗ {site.outage} {data_age}", UNREACHABLE)
         return Chip(f"{site.name} ✗ {data_age}", UNREACHABLE)
     problems = site_problem_count(site)
     mark = f"▲{problems}" if problems else "✓"

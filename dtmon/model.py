@@ -155,7 +155,7 @@ class SiteStatus:
     manager: str | None = None  #: the manager URL (as configured) that answered the last poll
     manager_index: int = 0  #: its place in the site's list of managers (0: the first)
     manager_notes: tuple[str, ...] = ()  #: managers asked before it, or all of them when none answered: "url: why"
-    outage: str | None = None  #: when unreachable: "unreachable", "reconnecting" (ssh) or "no quorum"
+    outage: str | None = None  #: when unreachable: "unreachable", "reconnecting" (ssh), "no leader" (electing) or "no quorum"
 
     @property
     def services(self) -> tuple[ServiceStatus, ...]:

@@ -366,6 +366,20 @@ class Dockerd:
         self.wait_until(overlay_plumbing_gone, 30, "the ingress and docker_gwbridge networks to be removed",
                         interval=0.2)
 
+    def swarm_join(self, manager: "Dockerd", role: str = "manager") -> None:
+        """Join `manager`'s swarm as a `role` ("manager" or "worker"), listening on loopback only."""
+        token = manager.docker("swarm", "join-token", "-q", role).stdout.strip()
+        self.docker(
+            "swarm", "join", "--token", token, "--advertise-addr", f"127.0.0.1:{self.swarm_port}",
+            "--listen-addr", f"127.0.0.1:{self.swarm_port}", f"127.0.0.1:{manager.swarm_port}",
+        )
+        if role == "manager":
+            self.wait_manager()
+
+    def node_id(self) -> str:
+        """This engine's swarm node id."""
+        return self.api("GET", "/info")["Swarm"]["NodeID"]
+
     def import_image(self, tag: str = IMAGE) -> None:
         """`docker import` a rootfs of static busybox as `tag`."""
         self.docker("import", "-", tag, input=_tiny_rootfs())

@@ -24,6 +24,7 @@ NO_QUORUM = "no quorum"  #: a manager that cannot reach a leader: the swarm lost
 #: What a site's outage is called when no manager answered (SiteStatus.outage).
 UNREACHABLE = "unreachable"
 RECONNECTING = "reconnecting"
+NO_LEADER = "no leader"  #: most managers are up, but none is the leader yet (an election after a leader died)
 
 
 @dataclass(frozen=True)
@@ -39,33 +40,50 @@ class Attempt:
 
 
 class NoManagerAnswered(Exception):
-    """Every manager of a site failed; the message says why, the swarm's quorum first."""
+    """Every manager of a site failed; the message says why, the swarm's quorum first.
 
-    def __init__(self, attempts: list[Attempt]) -> None:
+    `managers` is how many managers the swarm has, as far as dtmon knows (the last node list, or the
+    configured ones): when those that answer "no leader" are a majority, a leader is being elected;
+    otherwise the swarm has lost its quorum.
+    """
+
+    def __init__(self, attempts: list[Attempt], managers: int = 0) -> None:
         self.attempts = tuple(attempts)
-        super().__init__(summarize(self.attempts))
+        self.managers = max(managers, len(self.attempts))
+        super().__init__(summarize(self.attempts, self.managers))
 
     @property
     def outage(self) -> str:
-        return outage(self.attempts)
+        return outage(self.attempts, self.managers)
 
 
-def outage(attempts: tuple[Attempt, ...]) -> str:
+def _leaderless(attempts: tuple[Attempt, ...]) -> int:
+    return sum(1 for a in attempts if a.kind == NO_QUORUM)
+
+
+def outage(attempts: tuple[Attempt, ...], managers: int = 0) -> str:
     """The name of a site's outage when none of its managers answered."""
-    if any(a.kind == NO_QUORUM for a in attempts):
-        return NO_QUORUM
+    leaderless = _leaderless(attempts)
+    if leaderless:
+        return NO_LEADER if leaderless > max(managers, len(attempts)) / 2 else NO_QUORUM
     if attempts and all(a.reason.startswith("reconnecting") for a in attempts):
         return RECONNECTING
     return UNREACHABLE
 
 
-def summarize(attempts: tuple[Attempt, ...]) -> str:
+def summarize(attempts: tuple[Attempt, ...], managers: int = 0) -> str:
     """One line for a site none of whose managers answered."""
-    if len(attempts) == 1 and attempts[0].kind != NO_QUORUM:
+    kind = outage(attempts, managers)
+    if len(attempts) == 1 and kind not in (NO_QUORUM, NO_LEADER):
         return attempts[0].reason
     each = "; ".join(str(a) for a in attempts)
-    if any(a.kind == NO_QUORUM for a in attempts):
-        return f"the swarm has lost its quorum: no manager can answer (too few managers are up to elect a leader); {each}"
+    total = max(managers, len(attempts))
+    up = _leaderless(attempts)
+    if kind == NO_QUORUM:
+        return (f"the swarm has lost its quorum: {up} of {total} managers up, too few to elect a leader, so no "
+                f"manager can answer; {each}")
+    if kind == NO_LEADER:
+        return f"the swarm has no leader yet ({up} of {total} managers up: electing one); {each}"
     return f"no manager answered: {each}"
 
 

@@ -501,7 +501,8 @@ class SwarmCollector:
             self.current = index
             return replace(status, manager=endpoint.url, manager_index=index,
                            manager_notes=tuple(sanitize.clean(str(a)) for a in attempts))
-        raise NoManagerAnswered(attempts)
+        known = sum(1 for node in self.last.nodes if node.role == "manager")
+        raise NoManagerAnswered(attempts, max(known, len(self.endpoints)))
 
     def _fetch_from(self, index: int, deadline: float) -> SiteStatus:
         """One poll of one manager before `deadline`: services with status, tasks, nodes."""
