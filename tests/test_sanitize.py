@@ -218,3 +218,109 @@ def test_sanitize_and_redact_import_neither_textual_nor_rich() -> None:
             "dtmon.collectors.prometheus; print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------
+# The collectors' parsers on arbitrary answers: what they return is clean, keys are unique, nothing but a
+# ValueError (the source's error) comes out of them.
+# ---------------------------------------------------------------------------
+
+leaf = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**20, max_value=10**20),
+                 st.floats(allow_nan=True, allow_infinity=True), hostile_text, st.lists(st.integers(), max_size=2))
+
+
+def maybe(strategy):
+    """Mostly the expected shape (so that whole services get through), sometimes anything at all."""
+    return st.one_of(strategy, strategy, strategy, leaf)
+
+
+small = st.one_of(st.integers(0, 3), st.integers(0, 3), leaf)
+
+
+engine_service = st.fixed_dictionaries({
+    "ID": st.one_of(st.sampled_from(["a", "b", "a"]), leaf),
+    "Spec": maybe(st.fixed_dictionaries({
+        "Name": st.one_of(hostile_text.map(lambda t: "dt_" + t), st.sampled_from(["dt_svc", "dt_svc", "a_b_c"]), leaf),
+        "Labels": maybe(st.fixed_dictionaries({"com.docker.stack.namespace": st.sampled_from(["dt", "a", "a_b"])})),
+        "TaskTemplate": maybe(st.fixed_dictionaries({"ContainerSpec": maybe(st.fixed_dictionaries({"Image": leaf}))})),
+        "Mode": maybe(st.fixed_dictionaries({"Replicated": leaf})),
+    })),
+    "ServiceStatus": maybe(st.fixed_dictionaries({"RunningTasks": small, "DesiredTasks": small})),
+    "UpdateStatus": maybe(st.fixed_dictionaries({"State": leaf, "Message": leaf})),
+    "UpdatedAt": leaf,
+})
+engine_task = st.fixed_dictionaries({
+    "ID": st.one_of(st.sampled_from(["t", "t"]), leaf),
+    "ServiceID": st.one_of(st.sampled_from(["a", "b"]), leaf),
+    "NodeID": leaf,
+    "Slot": small,
+    "DesiredState": leaf,
+    "Status": maybe(st.fixed_dictionaries({
+        "State": st.one_of(st.sampled_from(["failed", "running"]), leaf), "Err": leaf, "Message": leaf,
+        "Timestamp": st.one_of(st.just("2026-12-01T12:00:00.123456789Z"), leaf),
+        "ContainerStatus": maybe(st.fixed_dictionaries({"ContainerID": leaf, "ExitCode": small})),
+    })),
+})
+
+
+def strings_of(value) -> list[str]:
+    import dataclasses
+
+    if isinstance(value, str):
+        return [value]
+    if dataclasses.is_dataclass(value):
+        return [s for f in dataclasses.fields(value) for s in strings_of(getattr(value, f.name))]
+    if isinstance(value, (tuple, list)):
+        return [s for item in value for s in strings_of(item)]
+    return []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(engine_service, max_size=4), st.lists(engine_task, max_size=4))
+def test_swarm_answers_of_any_shape_become_clean_rows_or_a_value_error(services, tasks) -> None:
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from dtmon.collectors.swarm import SwarmError, build_stacks, task_info
+    from dtmon.config import SiteConfig
+    from dtmon.format import site_rows, task_rows
+    from dtmon.model import SiteStatus
+
+    site = SiteConfig("s", "unix:///x", {"dt": Path("/x"), "a": Path("/a"), "a_b": Path("/ab")}, None,
+                      {"dt": {"svc": 1}, "a": {"b_c": 1}, "a_b": {"c": 1}})
+    now = datetime(2026, 12, 1, 12, 5, tzinfo=timezone.utc)
+    try:
+        stacks = build_stacks(site, services, tasks, now)
+    except (SwarmError, ValueError):
+        return
+    status = SiteStatus("s", True, polled_at=now, stacks=stacks)
+    assert not [s for s in strings_of(stacks) if UNSAFE.search(s)]
+    keys = [service.key for service in status.services]
+    assert len(keys) == len(set(keys))
+    rows = site_rows(status, now)
+    assert len({r.key for r in rows}) == len(rows)
+    parsed = []
+    for raw in tasks:
+        try:
+            parsed.append(task_info(raw, {}))
+        except ValueError:
+            continue
+    assert not [s for s in strings_of(parsed) if UNSAFE.search(s)]
+    task_keys = [r.key for r in task_rows(parsed, now)]
+    assert len(task_keys) == len(set(task_keys))
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_text, st.dictionaries(st.sampled_from(["queued", "running", "success", "failure", "total", "error"]),
+                                     leaf, max_size=6))
+def test_bucket_counts_of_any_shape_become_a_clean_bucket_or_a_value_error(name, data) -> None:
+    from dtmon.collectors.buckets import parse_counts
+
+    try:
+        bucket = parse_counts(name, data)
+    except ValueError as exc:
+        assert not UNSAFE.search(str(exc)) and len(str(exc)) < 400
+        return
+    assert not UNSAFE.search(bucket.name)
+    for count_ in (bucket.queued, bucket.running, bucket.success, bucket.failure, bucket.total):
+        assert type(count_) is int and 0 <= count_ <= 5 * sanitize.MAX_COUNT
