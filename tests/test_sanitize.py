@@ -324,3 +324,32 @@ def test_bucket_counts_of_any_shape_become_a_clean_bucket_or_a_value_error(name,
     assert not UNSAFE.search(bucket.name)
     for count_ in (bucket.queued, bucket.running, bucket.success, bucket.failure, bucket.total):
         assert type(count_) is int and 0 <= count_ <= 5 * sanitize.MAX_COUNT
+
+
+sample_value = st.one_of(st.sampled_from(["1", "0", "5.5", "NaN", "+Inf", "-Inf", "1e308", "-3", "1e400"]), leaf)
+series = st.fixed_dictionaries({
+    "metric": maybe(st.dictionaries(st.one_of(st.just("site"), st.just("job"), hostile_text),
+                                    st.one_of(st.sampled_from(["chime", "kko"]), hostile_text), max_size=3)),
+    "value": maybe(st.tuples(st.just(1764590400), sample_value)),
+    "values": maybe(st.lists(st.tuples(st.sampled_from([1764590400, 1764590460]), sample_value), max_size=3)),
+})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["replication_pending", "replication_done", "replication_failed",
+                                        "replication_pending[range]", "targets_up", "push_age", "pg_up"]),
+                       maybe(st.lists(series, max_size=3)), max_size=7))
+def test_prometheus_answers_of_any_shape_become_a_clean_report(results) -> None:
+    from dtmon.collectors.prometheus import PrometheusCollector
+    from dtmon.config import PrometheusConfig
+    from dtmon.format import unique_rows
+    from dtmon.widgets.progress import feed_rows, progress_rows
+
+    collector = PrometheusCollector(PrometheusConfig(url="http://u:pw@127.0.0.1:9"), timeout=1.0)
+    report = collector._assemble(results, {}, 1764590400.0)  # a shape it cannot read is that query's error
+    assert not [s for s in strings_of(report) if UNSAFE.search(s)]
+    numbers = [v for p in report.progress for v in (p.pending, p.done, p.failed, p.rate_per_hour, *p.pending_history)
+               if v is not None] + [f.value for f in report.feeds if f.value is not None]
+    assert all(math.isfinite(v) for v in numbers)
+    for rows in (progress_rows(report), progress_rows(report, compact=True), feed_rows(report)):
+        assert len({r.key for r in unique_rows(rows)}) == len(rows)
