@@ -404,3 +404,20 @@ def test_core_plan_notes_match_docker_stack_ls_at_every_site(world):
         for stack in site.stacks:
             note = f"{stack} at {site.name} is not deployed now: removing it changes nothing"
             assert (note in plan.notes) == (stack not in listed[site.name]), (site.name, stack, plan.notes)
+
+
+def test_the_task_history_limit_is_read_from_the_swarm(world):
+    """GET /swarm gives TaskHistoryRetentionLimit: what caps the failure counts is the engine's setting, not a guess."""
+    kko = world.engines["kko"]
+    config = load(world.write_config(sites={"kko": ["datatrail-client"]}))
+    kko.docker("swarm", "update", "--task-history-limit", "7")
+    collector = SwarmCollector(config.site("kko"), timeout=5.0)
+    try:
+        assert collector._task_history(collector.client(5.0), lambda: 5.0) == 7
+        kko.docker("swarm", "update", "--task-history-limit", "5")
+        assert collector._task_history(collector.client(5.0), lambda: 5.0) == 7  # read again only after a while
+        collector.reset()  # a new connection reads it afresh
+        assert collector._task_history(collector.client(5.0), lambda: 5.0) == 5
+    finally:
+        kko.docker("swarm", "update", "--task-history-limit", "5")
+        collector.close()
