@@ -242,7 +242,7 @@ def _error_text(service: ServiceStatus, now: datetime, compact: bool) -> str:
     if service.state == CRASHLOOP and service.looping_since is not None:
         # With the task history full, the loop began before the oldest failure it still holds: a lower bound.
         looping = ("≥" if service.failed_capped else "") + since(service.looping_since, now)
-        prefix = f"looping {looping}" if compact else f"looping {looping}, {service.failed_text} failures"
+        prefix = f"looping {looping}"  # how many failed is the `failed` column's (and the detail's)
         return f"{prefix} · {text}" if text else prefix
     return text
 
