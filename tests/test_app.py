@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from tui_fakes import (
@@ -242,6 +243,22 @@ async def test_an_empty_log_says_so():
         await until(pilot, lambda: screen.fetches >= 1)
         assert len(screen.query_one("#logs").lines) == 0
         assert str(screen.query_one("#logs-label").render()) == "logs — no log lines"
+
+
+async def test_a_crash_loops_detail_says_how_long_and_how_many():
+    looping = with_service(chime(), "chime/datatrail-daemons_inventory", state="crashloop", running=1,
+                           failed_recent=4, failed_capped=True, looping_since=NOW - timedelta(minutes=25))
+    app = make_app([FakeCollector(looping), *world()[1:]])
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        await pilot.press(*["down"] * table_keys(app).index("chime/datatrail-daemons_inventory"))
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen)
+        summary = str(screen.query_one("#detail-summary").render())
+        assert summary.startswith("crashloop · 1/1 running")
+        assert "crash-looping for ≥25m · ≥4 failed recently" in summary
+        assert screen.query_one("#detail-summary").has_class("-error")
 
 
 async def test_enter_on_a_group_row_folds_it():
