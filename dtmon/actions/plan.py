@@ -27,7 +27,7 @@ ANNOUNCE = "announce"  #: POST the downtime announcement
 REMOVE = "remove"  #: docker stack rm
 WAIT_GONE = "wait-gone"  #: until services, tasks and networks of the stack are gone
 DEPLOY = "deploy"  #: docker stack deploy --with-registry-auth
-WAIT_RUNNING = "wait-running"  #: until every service of the stack runs its desired replicas
+WAIT_RUNNING = "wait-running"  #: until every service of the stack runs its desired replicas, steadily
 RESTART = "restart"  #: rolling restart (ForceUpdate + 1), like `docker service update --force`
 WAIT_CONVERGED = "wait-converged"  #: until every replica of the new spec runs, or the update failed
 
@@ -204,11 +204,12 @@ def _deploy(site: SiteConfig, stack: str, repo: RepoState) -> Step:
     )
 
 
-def _wait_running(site: SiteConfig, stack: str) -> Step:
+def _wait_running(site: SiteConfig, stack: str, monitor: float) -> Step:
     return Step(
         WAIT_RUNNING,
         f"wait until {stack} runs at {site.name}",
-        f"wait until every service of {stack} runs its desired replicas at {site.name}",
+        f"wait until every service of {stack} runs its desired replicas at {site.name}"
+        f" for {monitor:g}s with no task failing",
         site.name,
         stack,
         file=str(site.stacks[stack]),
@@ -347,7 +348,8 @@ def plan_redeploy(
             steps += [_wait_gone(s, name) for s in carriers]
     steps += [_remove(site_cfg, stack), _wait_gone(site_cfg, stack)]
     for target_site, name in deploys:
-        steps += [_deploy(target_site, name, used[(target_site.name, name)]), _wait_running(target_site, name)]
+        steps += [_deploy(target_site, name, used[(target_site.name, name)]),
+                  _wait_running(target_site, name, deploy.monitor)]
     if base.core and deploy.announce:
         down = [(s.name, n) for s, n in removals] + [(site, stack)]
         payload = announcement(site, stack, down, who, [s.command for s in pull_steps + steps])
@@ -432,7 +434,8 @@ def plan_restart(config: Config, snapshot: Snapshot, site: str, service: str) ->
         Step(
             WAIT_CONVERGED,
             f"wait until {found.name} has converged at {site}",
-            f"wait until every replica of the new {found.name} spec runs, or the update fails",
+            f"wait until every replica of the new {found.name} spec runs for {config.deploy.monitor:g}s with no task "
+            "failing, or the update fails",
             site,
             found.stack,
             service=found.name,
