@@ -386,3 +386,31 @@ def test_a_crash_of_status_prints_no_secret_and_no_control_sequence(tmp_path) ->
     assert out.returncode == 1, err
     assert "RuntimeError: status broke at http://alice:***@127.0.0.1:" in err and "internal error" in err
     assert PASSWORD not in err and b"\x1b" not in out.stderr
+
+
+async def test_a_detail_that_cannot_be_shown_is_the_screen_s_error(tmp_path) -> None:
+    from dataclasses import replace
+
+    from dtmon.app import DtmonApp
+    from dtmon.collectors.swarm import ServiceDetail
+    from dtmon.config import load
+    from dtmon.model import TaskInfo
+    from dtmon.screens.detail import DetailScreen
+
+    with HostileEngine(tmp_path / "engine.sock", "healthy") as engine:
+        app = DtmonApp(load(write_hostile_config(tmp_path, engine)))
+        async with app.run_test(size=WIDE) as pilot:
+            await until(pilot, lambda: app.sites["hostile"].reachable)
+            collector = app.collectors["hostile"]
+            good = collector.detail
+            # A task whose `since` is no datetime: drawing its age raises.
+            bad = TaskInfo("t", 1, "n", "running", "running", "yesterday", None, "")  # type: ignore[arg-type]
+            collector.detail = lambda service, **kw: replace(good(service), tasks=(bad,))
+            service = next(s for s in app.sites["hostile"].services if s.id)
+            screen = DetailScreen(service, collector, 0.2, app.clock)
+            app.push_screen(screen)
+            await until(pilot, lambda: screen.fetches >= 2)
+            assert app.is_running and screen.error and "cannot show the answer" in screen.error
+            collector.detail = good
+            await until(pilot, lambda: screen.error is None and screen.detail.tasks and screen.detail.tasks[0].id == "t1")
+            assert isinstance(screen.detail, ServiceDetail)

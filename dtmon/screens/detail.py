@@ -154,9 +154,15 @@ class DetailScreen(Screen):
         self._in_flight = False
         self.fetches += 1
         self.error = message.error
+        previous = self.detail
         if message.detail is not None:
             self.detail = message.detail
-        self._show_detail()
+        try:
+            self._show_detail()
+        except Exception as exc:  # noqa: BLE001 - an answer that cannot be shown is this screen's error, not a crash
+            self.detail = previous
+            self.error = clean(f"cannot show the answer: {type(exc).__name__}: {exc}")
+            self._show_detail()
         if self.is_attached:
             self._timer = self.set_timer(self.refresh_every, self.fetch)
 
