@@ -229,6 +229,49 @@ def test_a_killed_tunnel_reconnects_by_itself_without_leaking(tmp_path, remote, 
     assert not tunnel.socket.exists() and not tunnel.socket.parent.exists()
 
 
+def test_the_event_stream_goes_through_the_tunnel_and_follows_it_when_it_heals(tmp_path, remote, server):
+    from dtmon.collectors.events import EventStream
+
+    engine, _ = remote
+    config = load(write_config(tmp_path, engine, server))
+    collector = SwarmCollector(config.site("kko"), config.timeout)
+    hints: list[float] = []
+    states: list[tuple[bool, str | None]] = []
+    stream = EventStream("kko", collector.endpoint, config.site("kko").stacks, on_hint=lambda: hints.append(time.monotonic()),
+                         on_state=lambda c, e: states.append((c, e)), debounce=0.1, min_gap=0.2)
+
+    def until(condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"gave up waiting for {what}; states {states}"
+            time.sleep(0.02)
+
+    try:
+        stream.start()
+        until(lambda: stream.connected, 20, "the stream through the tunnel")
+        (first,) = tunnel_processes(collector)
+        scaled = time.monotonic()
+        engine.docker("service", "scale", "-d", "datatrail-client_replicator=2")
+        until(lambda: hints, 2, "a hint through the tunnel")
+        assert hints[0] - scaled < 1.5
+
+        os.kill(first, signal.SIGKILL)  # the tunnel dies: the stream breaks, then reopens through a new one
+        until(lambda: states[-1][0] is False, 10, "the stream to notice")
+        until(lambda: stream.connected and stream.connections == 2, 30, "the stream back through a new tunnel")
+        (second,) = tunnel_processes(collector)
+        assert second != first
+        until(lambda: len(hints) >= 2, 2, "a hint on reopening (what changed while the tunnel was down)")
+        hinted = len(hints)
+        engine.docker("service", "scale", "-d", "datatrail-client_replicator=1")
+        until(lambda: len(hints) > hinted, 3, "a hint through the new tunnel")
+    finally:
+        stream.close()
+        collector.close()
+        engine.docker("service", "scale", "-d", "datatrail-client_replicator=1")
+    assert not stream.alive and tunnel_processes(collector) == []
+    engine.wait_converged(CLIENT_SERVICES)
+
+
 def test_a_connection_dropped_by_the_server_reconnects_with_ssh_reason(tmp_path, remote, server):
     engine, _ = remote
     config = load(write_config(tmp_path, engine, server))
