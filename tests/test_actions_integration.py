@@ -576,3 +576,37 @@ def test_a_redeploy_whose_service_keeps_crashing_fails_within_a_minute_and_a_hea
     waited = [r for r in read(ctx.audit) if r.get("event") == "step" and r["id"] == done["id"]][-1]
     assert waited["kind"] == "wait-running" and waited["duration_s"] >= 15
     assert kko.service_ls() == {"datatrail-client_replicator": (2, 2)}
+
+
+def test_a_restart_of_a_service_that_keeps_crashing_fails_early_and_says_why(ctx):
+    import docker
+
+    from dtmon.actions.execute import Executor
+    from dtmon.actions.plan import RESTART, WAIT_CONVERGED, Plan, Step
+    from dtmon.config import load
+
+    kko = ctx.engines["kko"]
+    client = docker.APIClient(base_url=kko.url, version="auto", timeout=30)
+    spec = docker.types.TaskTemplate(
+        container_spec=docker.types.ContainerSpec("dtmon-test/busybox:latest", ["sh", "-c", "sleep 3; exit 1"],
+                                                  stop_grace_period=1_000_000_000),
+        networks=[{"Target": "host"}],
+    )
+    created = client.create_service(spec, name="crashing", mode=docker.types.ServiceMode("replicated", replicas=1))
+    try:
+        config = load(ctx.config)
+        steps = (Step(RESTART, "restart crashing at kko", "restart", "kko", None, service="crashing",
+                      service_id=created["ID"]),
+                 Step(WAIT_CONVERGED, "wait until crashing has converged at kko", "wait", "kko", None,
+                      service="crashing", service_id=created["ID"]))
+        started = time.monotonic()
+        result = Executor(config, Plan("restart", "kko", "crashing", steps=steps), wait_timeout=300).run()
+        took = time.monotonic() - started
+        assert result.outcome == "failed" and result.failed_index == 1, result.summary()
+        error = result.runs[1].error
+        # Either rule ends it, whichever comes first: the engine pauses the update, or 3 new tasks failed.
+        assert ("crashing keeps failing" in error and "non-zero exit (1)" in error) or "crashing: update paused" in error
+        assert took < 60, f"{took:.0f}s: {error}"
+    finally:
+        client.remove_service(created["ID"])
+        client.close()
