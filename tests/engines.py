@@ -217,6 +217,8 @@ class Dockerd:
         self.cgroup_parent = f"/{self.dir.name}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
+        #: More dockerd arguments, e.g. a tcp:// --host with --tlsverify and its certificates.
+        self.extra_args: list[str] = []
         longest = self.exec_root / "containerd" / "containerd.sock.ttrpc"
         if len(str(longest)) > 100:
             if directory is None:
@@ -277,6 +279,7 @@ class Dockerd:
             "--storage-driver=vfs",
             "--shutdown-timeout=2",
             "--log-level=warn",
+            *self.extra_args,
         ]
         log = open(self.log_path, "ab")
         try:

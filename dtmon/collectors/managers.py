@@ -148,13 +148,38 @@ def tls_problem(exc: BaseException, tls: TlsConfig | None) -> str | None:
     if "certificate verify failed" in lower or "self-signed certificate" in lower or "unable to get local issuer" in lower:
         detail = text.split("certificate verify failed:", 1)[-1].strip(" )'\"") if "verify failed" in lower else ""
         return f"TLS: the engine's certificate is not signed by our CA{ca}: refused" + (f" ({detail})" if detail else "")
-    if "certificate required" in lower or "handshake failure" in lower and tls is not None and not tls.cert:
-        return "TLS: the engine requires a client certificate: set `cert` and `key` in the site's tls (or a tls directory with cert.pem and key.pem)"
-    if "unknown ca" in lower or "bad certificate" in lower or "certificate unknown" in lower:
-        return f"TLS: the engine refused our client certificate{cert}: not signed by a CA it trusts"
+    refused = ("certificate required", "handshake failure", "unknown ca", "bad certificate", "certificate unknown")
+    if any(word in lower for word in refused):
+        # An engine (Go) says "bad certificate" for a missing, expired or foreign client certificate alike:
+        # what is wrong is read from our own side.
+        if tls is None or not tls.cert:
+            return ("TLS: the engine requires a client certificate: set `cert` and `key` in the site's tls "
+                    "(or a tls directory with cert.pem and key.pem)")
+        validity = _validity(tls.cert)
+        if validity:
+            return f"TLS: the engine refused our client certificate{cert}: {validity}"
+        return f"TLS: the engine refused our client certificate{cert}: not signed by a CA it trusts (or not for client use)"
     if "wrong version number" in lower or "record layer failure" in lower or "packet length too long" in lower:
         return "TLS: the engine did not answer in TLS (is it listening without --tlsverify?)"
     return f"TLS handshake failed: {' '.join(text.split())[:200]}"
+
+
+def _validity(cert) -> str | None:
+    """"it has expired (...)" or "it is not valid yet (...)" for a PEM certificate file, else None."""
+    import time as _time
+
+    try:
+        decoded = ssl._ssl._test_decode_cert(str(cert))  # type: ignore[attr-defined]  # the stdlib's own PEM reader
+        not_before = ssl.cert_time_to_seconds(decoded["notBefore"])
+        not_after = ssl.cert_time_to_seconds(decoded["notAfter"])
+    except Exception:
+        return None
+    now = _time.time()
+    if now > not_after:
+        return f"it has expired (not after {decoded['notAfter']})"
+    if now < not_before:
+        return f"it is not valid yet (not before {decoded['notBefore']})"
+    return None
 
 
 def classify(exc: BaseException, describe) -> tuple[str, str]:

@@ -393,6 +393,29 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_ENGINE_CLIENT: Any = None
+
+
+def _engine_client():
+    """docker-py's APIClient, but deaf to $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE and proxy variables.
+
+    requests lets those replace a session's own CA (psf/requests#3829), so a TLS site would be checked
+    against the machine's bundle instead of its `tls.ca`; and a Docker engine is never reached through an
+    HTTP proxy. The switch happens before the API version is negotiated, the client's first request.
+    """
+    global _ENGINE_CLIENT
+    if _ENGINE_CLIENT is None:
+        import docker
+
+        class EngineClient(docker.APIClient):
+            def _retrieve_server_version(self):
+                self.trust_env = False
+                return super()._retrieve_server_version()
+
+        _ENGINE_CLIENT = EngineClient
+    return _ENGINE_CLIENT
+
+
 class SwarmCollector:
     """Polls one site through the first of its managers that answers. Thread-safe enough for one poller
     thread plus detail requests."""
@@ -439,7 +462,7 @@ class SwarmCollector:
                     ca_cert=str(t.ca) if t.ca else None,
                     verify=t.verify,
                 )
-            client = docker.APIClient(base_url=endpoint.base_url(timeout), version="auto", timeout=timeout, tls=tls)
+            client = _engine_client()(base_url=endpoint.base_url(timeout), version="auto", timeout=timeout, tls=tls)
             with self._lock:
                 self._clients[index] = client
         client.timeout = timeout
