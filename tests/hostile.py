@@ -34,7 +34,8 @@ C1_CSI = "\x9b2J"  # CSI as one C1 byte: erase the screen
 BIDI = "\u202egnp.exe"  # right-to-left override: "exe.png" reads as an image
 MARKUP = "markup_[link=file:///etc/passwd]x[/link][reverse]r"  # Rich/Textual markup: a link (OSC 8), a style
 #: The injected sequences as bytes a terminal would receive (UTF-8), to look for in what dtmon writes.
-INJECTED = [s.encode() for s in ("\x1b]0;pwned", "\x1b]52;", "\x1b]8;;file:", "\x1bc", "\x9b", "\u202e")]
+#: Any OSC 8 counts: a name's markup `[link=…]` would make one with an id (`\x1b]8;id=…;file:…`).
+INJECTED = [s.encode() for s in ("\x1b]0;pwned", "\x1b]52;", "\x1b]8;", "\x1bc", "\x9b", "\u202e")]
 
 #: A password that must never be shown.
 PASSWORD = "hunter2secret"
