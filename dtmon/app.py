@@ -322,10 +322,11 @@ class DtmonApp(App):
         now = self.clock()
         sites = self.site_list()
         table = next(iter(self.query(ServicesTable)), None)
-        if table is None:  # a tick or a poll arriving while the app is being torn down
+        bar = next(iter(self.query(SiteBar)), None)
+        if table is None or bar is None:  # a tick or a poll arriving while the app is being torn down
             return
         with self.batch_update():
-            self.query_one(SiteBar).show(sites, now, self.live)
+            bar.show(sites, now, self.live)
             for pane in self.query(BucketsPane):
                 pane.link(sites, now)
             rows = build_rows(sites, now, self.view)
