@@ -3,6 +3,9 @@
 # ever installed into the system Python, the user's site-packages or elsewhere under $HOME.
 VENV_PYTHON := .venv/bin/python
 PYTEST_ARGS ?= -q
+# Test workers (pytest-xdist): the tests mostly wait on engines, so more workers than cores pay off; tests
+# sharing an engine stay on one worker (tests/conftest.py). JOBS=1 runs everything in one process.
+JOBS ?= 4
 CONFIG ?=
 
 .PHONY: run demo test bench screenshots install
@@ -23,7 +26,7 @@ demo: install
 # into .venv-workflow), then runs every test.
 test:
 	@if [ "$(SKIP_DEPS)" != 1 ]; then scripts/install-test-deps; else scripts/venv test >/dev/null; fi
-	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+	$(VENV_PYTHON) -m pytest $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist loadgroup) $(PYTEST_ARGS)
 
 # Figures against real engines (needs what `make test` installs): poll times, ratios to the docker CLI, bytes/min.
 bench: install

@@ -98,3 +98,21 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         yield World(tmp, engines, COMPOSE)
     finally:
         stop_all(engines.values())
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's `--dist loadgroup` (what `make test` runs), keep the tests that share an engine
+    fixture on one worker, so each worker does not start its own: every test of the session-wide `world`
+    in one group, and the tests of a module-scoped fixture (a module's own engines or Prometheus, whose
+    tests may also build on each other in file order) in one group per module. Everything else spreads."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if "world" in info.names_closure:
+            item.add_marker(pytest.mark.xdist_group("world"))
+            continue
+        scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
+        if "module" in scopes:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))

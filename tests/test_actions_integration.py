@@ -36,11 +36,18 @@ SERVER, DAEMONS, CLIENT = "stacks/server-compose.yaml", "stacks/daemon-compose.y
 KKO = "stacks/kko-client.yaml"
 
 
+def quick_updates(extra: dict) -> dict:
+    """A service whose rolling update watches each new task 1 s instead of swarm's default 5 s (restarts wait it out)."""
+    deploy = dict(extra.get("deploy", {}))
+    deploy.setdefault("update_config", {"monitor": "1s"})
+    return {**extra, "deploy": deploy}
+
+
 def compose(services: dict[str, dict]) -> str:
     return yaml.safe_dump(
         {
             "version": "3.8",
-            "services": {name: service_def(**extra) for name, extra in services.items()},
+            "services": {name: service_def(**quick_updates(extra)) for name, extra in services.items()},
             "networks": {"hostnet": {"external": True, "name": "host"}},
         },
         sort_keys=False,
@@ -159,6 +166,7 @@ def test_read_only_cli_refuses_with_exit_2(ctx, capsys):
     assert "stack rm datatrail-client" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_restart_replaces_every_task(ctx, capsys):
     kko = ctx.engines["kko"]
     service = services(kko)["datatrail-client_replicator"]
@@ -184,6 +192,7 @@ def test_restart_replaces_every_task(ctx, capsys):
     assert outcomes(ctx)[-1]["outcome"] == "done" and outcomes(ctx)[-1]["target"] == "datatrail-client_replicator"
 
 
+@pytest.mark.slow
 def test_client_redeploy_behind_upstream_pulls_and_leaves_chime_untouched(ctx, capsys):
     chime, kko = ctx.engines["chime"], ctx.engines["kko"]
     pushed = ctx.admin.push_change(KKO, compose({"replicator": {}, "deletion_healer": {}}), "kko: add deletion_healer")
@@ -237,6 +246,7 @@ def test_dirty_or_diverged_repo_refuses(ctx, capsys):
     ctx.admin.reset_to_upstream()
 
 
+@pytest.mark.slow
 def test_failed_step_stops_the_plan_and_resume_finishes_it(ctx, capsys):
     kko = ctx.engines["kko"]
     # The engine (not the CLI) rejects a placement constraint without an operator.
@@ -321,6 +331,7 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_core_redeploy_keeps_the_order_of_the_operations_page(ctx, capsys):
     chime, kko = ctx.engines["chime"], ctx.engines["kko"]
     server = HTTPServer(("127.0.0.1", 0), _Hook)
@@ -414,6 +425,7 @@ def test_audit_command_shows_every_action_with_its_outcome(ctx, capsys):
     assert "-> REFUSED" in text
 
 
+@pytest.mark.slow
 async def test_one_key_restarts_a_service_and_one_key_redeploys_a_stack_in_the_dashboard(ctx):
     from dataclasses import replace as dc_replace
 
@@ -444,6 +456,8 @@ async def test_one_key_restarts_a_service_and_one_key_redeploys_a_stack_in_the_d
         await pilot.pause()
         await pilot.press(press)
         await until(lambda: isinstance(app.screen, ConfirmPlan), "the confirm dialog")
+        # Focus lands once the dialog is mounted: wait for it (a loaded machine takes a moment), never elsewhere.
+        await until(lambda: app.focused is not None, "the dialog to take the focus")
         assert app.focused is app.screen.query_one("#cancel", Button)
         assert app.screen.plan.ok, app.screen.plan.refusal
         app.screen.query_one("#run", Button).press()

@@ -415,6 +415,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_pip_install_ships_the_stylesheet(tmp_path):
     """`pip install .` (not only an editable checkout) finds styles/dtmon.tcss as dtmon.styles."""
     import shutil

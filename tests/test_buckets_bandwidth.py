@@ -6,10 +6,13 @@ from __future__ import annotations
 import sys
 import time
 
+import pytest
+
 from buckets_peers import buckets_server  # noqa: F401 - fixture
 from ptyterm import PtyTerminal, visible
 
 
+@pytest.mark.slow
 def test_buckets_pane_at_rest_writes_next_to_nothing(buckets_server, tmp_path):
     for index, name in enumerate(("datatrail-replicator-kko-minoc", "datatrail-replica-heal", "datatrail-state-updater")):
         buckets_server.store.add(name, 3 + index)

@@ -370,6 +370,7 @@ def test_snapshot_and_text_include_progress(prom: PromServer) -> None:
     assert "43,200" in text  # chime's replication pending
 
 
+@pytest.mark.slow
 def test_stopped_prometheus_is_reported_and_the_last_data_kept(tmp_path: Path) -> None:
     if missing_requirements():
         pytest.fail(missing_requirements())
@@ -505,6 +506,7 @@ def test_a_server_that_is_not_prometheus_is_one_problem(status: int, body: bytes
     assert report.problems() == [f"prometheus: unreachable: {url}: {error}"]
 
 
+@pytest.mark.slow
 def test_progress_pane_at_rest_writes_next_to_nothing(prom: PromServer, tmp_path: Path) -> None:
     """Terminal output is what an SSH link pays for: polls of unchanged numbers must not repaint the pane.
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from budget import beyond_startup
 
 from dtmon.collectors.swarm import SwarmCollector
 from dtmon.config import load
@@ -196,7 +197,7 @@ def test_hung_manager_costs_no_more_than_the_timeout(world):
             report, proc, elapsed = status_json(config)
             if kko.service_ls() == before:
                 break
-        assert elapsed < timeout + 1.0, f"status took {elapsed:.2f}s with a {timeout:g}s timeout"
+        assert beyond_startup(elapsed) < timeout + 1.0, f"status took {elapsed:.2f}s with a {timeout:g}s timeout"
         assert proc.returncode == 1
         hung = site_of(report, "chime")
         assert hung["reachable"] is False
@@ -210,6 +211,7 @@ def test_hung_manager_costs_no_more_than_the_timeout(world):
         chime.wait_manager()
 
 
+@pytest.mark.slow
 def test_dead_manager_is_reported_and_others_complete(world):
     timeout = 2.0
     config = world.write_config(timeout=timeout)
@@ -222,7 +224,7 @@ def test_dead_manager_is_reported_and_others_complete(world):
             report, proc, elapsed = status_json(config)
             if chime.service_ls() == before:
                 break
-        assert elapsed < timeout + 1.0
+        assert beyond_startup(elapsed) < timeout + 1.0, elapsed
         assert proc.returncode == 1
         dead = site_of(report, "kko")
         assert dead["reachable"] is False
@@ -239,6 +241,7 @@ def test_dead_manager_is_reported_and_others_complete(world):
     assert site_of(report, "kko")["reachable"] is True
 
 
+@pytest.mark.slow
 def test_removed_stack_is_reported_missing_and_comes_back(world):
     kko = world.engines["kko"]
     compose = world.compose["kko"]["datatrail-client"]
@@ -268,6 +271,7 @@ def test_removed_stack_is_reported_missing_and_comes_back(world):
     assert deployed_replicas(site_of(report, "kko")) == expect
 
 
+@pytest.mark.slow
 def test_service_in_a_rolling_update_is_updating(world, tmp_path):
     import yaml
     from engines import service_def, write_config
