@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 
-#: What a `dtmon status` run imports before it polls anything.
-STARTUP = [sys.executable, "-c", "import dtmon.cli, dtmon.collectors.poll, dtmon.report"]
+#: What a `dtmon status` run imports before it polls anything (docker-py and httpx on first use).
+STARTUP = [sys.executable, "-c", "import dtmon.cli, dtmon.collectors.poll, dtmon.collectors.swarm, dtmon.report, docker, httpx"]
 
 
 def startup_seconds() -> float:
