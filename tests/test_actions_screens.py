@@ -253,8 +253,8 @@ async def test_stop_ends_a_wait_step_at_once_and_the_audit_says_where_and_what_i
         async with app.run_test(size=(120, 30)) as pilot:
             screen = Progress(config, plan, wait_timeout=300)
             app.push_screen(screen)
-            await until(pilot, lambda: 0 in screen.states and "not created yet: datatrail-client_ghost" in
-                        screen.states[0].note and "replicator 1/1" in screen.states[0].note, "the wait's progress")
+            await until(pilot, lambda: 0 in screen.states and "0/2 services steady: ghost not created yet, replicator 1/1" in
+                        screen.states[0].note, "the wait's progress")
             pressed = time.monotonic()
             screen.query_one("#stop", Button).press()
             await until(pilot, lambda: screen.result is not None, "the run to end", timeout=10)

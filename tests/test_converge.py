@@ -127,3 +127,12 @@ def test_monitor_and_max_task_failures_are_config_keys_checked_with_one_line(tmp
     path.write_text(site + "[deploy]\nmax_task_failures = 0\n")
     with pytest.raises(ConfigError, match="deploy.max_task_failures: expected a count from 1 to 1000, got 0"):
         load(path)
+
+
+def test_a_service_not_created_yet_keeps_the_wait_going_and_is_named():
+    clock = Clock()
+    watch = Watch(monitor=0, max_failures=3, clock=clock)
+    count = watch.observe(service(), [task("a", "running"), task("b", "running")], 2)
+    done, note = watch.verdict([count], prefix="dt_", missing=["dt_ghost"])
+    assert not done and note == "1/2 services steady: ghost not created yet, worker 2/2"
+    assert watch.verdict([count], prefix="dt_") == (True, "1/1 services steady: worker 2/2")

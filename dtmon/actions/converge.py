@@ -137,19 +137,22 @@ class Watch:
             )
         return count
 
-    def verdict(self, counts: Sequence[ServiceCount], prefix: str = "") -> tuple[bool, str]:
-        """(converged, note): converged when every service has been steady for `monitor` seconds."""
+    def verdict(self, counts: Sequence[ServiceCount], prefix: str = "",
+                missing: Sequence[str] = ()) -> tuple[bool, str]:
+        """(converged, note): converged when every service exists and has been steady for `monitor` seconds."""
         steady = [c for c in counts if c.steady is not None and c.steady >= self.monitor]
-        done = len(steady) == len(counts)
+        total = len(counts) + len(missing)
+        done = len(steady) == total
         running = [c for c in counts if c.steady is not None]
-        if len(running) == len(counts) and not done:
+        if len(running) == total and not done:
             head = f"all running, watching {self.monitor:g}s for failures"
         else:
-            head = f"{len(steady)}/{len(counts)} services steady"
+            head = f"{len(steady)}/{total} services steady"
+
         def short(name: str) -> str:
             return name[len(prefix):] if prefix and name.startswith(prefix) else name
 
-        parts = [c.text(short(c.name)) for c in counts]
+        parts = [f"{short(name)} not created yet" for name in missing] + [c.text(short(c.name)) for c in counts]
         note = f"{head}: " + ", ".join(parts) if parts else head
         failing = [c for c in counts if c.last_error]
         if failing and not done:

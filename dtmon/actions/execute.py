@@ -286,10 +286,7 @@ class Executor:
             replicated = "Replicated" in ((svc.get("Spec") or {}).get("Mode") or {})
             needed = max(desired, replicas if replicated else min(replicas, 1))
             counts.append(watch.observe(svc, tasks.get(svc.get("ID", ""), []), needed))
-        done, note = watch.verdict(counts, prefix=stack + "_")
-        if missing:
-            return False, f"not created yet: {', '.join(missing)}; {note}"
-        return done, note
+        return watch.verdict(counts, prefix=stack + "_", missing=missing)
 
     def _run_step(self, run: StepRun) -> str:
         step = run.step
