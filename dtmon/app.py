@@ -220,8 +220,11 @@ class DtmonApp(App):
             since = previous.error_since if not previous.reachable and previous.error_since else self.clock()
             error = scrub(clean(f"cannot show its answer: {type(exc).__name__}: {exc}"), self.secrets)
             status = replace(previous, reachable=False, error=error, error_since=since)
+        manager_before = self.sites[name].manager
         self.sites[name] = status
         self.polls += 1
+        if status.reachable and manager_before is not None and status.manager != manager_before and name in self.streams:
+            self.streams[name].reopen()  # the events of the manager that answers now
         self.render_view()
         if self.is_running:
             delay = 0.01 if name in self._again else self.poll_period(name)  # (a timer of 0 s divides by zero)

@@ -93,6 +93,45 @@ def test_a_worker_is_passed_over_and_named(swarm):
             collector.close()
 
 
+async def test_the_dashboards_event_stream_follows_the_manager_that_answers(swarm):
+    import dataclasses
+
+    from dtmon.app import DtmonApp
+
+    engines, config = swarm
+    m1, m2 = engines["mgr1"], engines["mgr2"]
+    loaded = load(config)
+    # Polled every second even while live: demoting a node makes no service or container event.
+    app = DtmonApp(dataclasses.replace(loaded, events=dataclasses.replace(loaded.events, refresh=1.0)))
+    replicator = f"{STACK}_replicator"
+
+    async with app.run_test(size=(120, 30)) as pilot:
+        async def until(condition, what: str, timeout: float = 60.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                assert time.monotonic() < deadline, f"gave up waiting for {what}"
+                await pilot.pause(0.05)
+
+        stream = app.streams["chime"]
+        await until(lambda: "chime" in app.live and stream.base_url == m1.url, "events from m1")
+        m2.docker("node", "demote", m1.node_id())
+        try:
+            await until(lambda: app.sites["chime"].manager == m2.url, "m1 passed over")
+            await until(lambda: stream.base_url == m2.url and stream.connected, "events from m2", timeout=10)
+            assert "chime" in app.live
+            polls = app.polls
+            m2.docker("service", "scale", "-d", f"{replicator}=0")
+            await until(lambda: app.sites["chime"].services[0].desired == 0, "the scale on screen", timeout=2)
+            assert app.polls - polls <= 3
+        finally:
+            m2.docker("service", "scale", "-d", f"{replicator}=1")
+            m2.docker("node", "promote", m1.node_id())
+        await until(lambda: app.sites["chime"].manager == m1.url, "m1 answering again")
+        await until(lambda: stream.base_url == m1.url and stream.connected, "events from m1 again", timeout=10)
+    assert not stream.alive
+    m1.wait_converged({replicator: (1, 1)})
+
+
 def test_first_manager_dead_the_next_answers_then_no_quorum_said_plainly(swarm, tmp_path):
     import subprocess
     import sys

@@ -300,6 +300,8 @@ class EventStream:
         self.events = 0  #: events about the watched stacks received
         self.dropped = 0  #: lines too long or not JSON
         self._stop = threading.Event()
+        self._reopen = threading.Event()
+        self.base_url: str | None = None  #: where the stream was last opened
         self._sock: socket.socket | None = None
         self._sock_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -326,6 +328,17 @@ class EventStream:
         """Wait (at most `wait` seconds) for the stream's thread to end after `close()`."""
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(wait)
+
+    def reopen(self) -> None:
+        """Reopen the stream at once, quietly, asking `endpoint` again (the site answers from another manager)."""
+        self._reopen.set()
+        with self._sock_lock:
+            sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def alive(self) -> bool:
@@ -370,6 +383,9 @@ class EventStream:
                     sock.close()
             if self._stop.is_set():
                 break
+            if self._reopen.is_set():  # asked for: no word, no backoff
+                self._reopen.clear()
+                quiet = True
             if quiet:
                 continue
             self._set_state(False, reason)
@@ -381,6 +397,7 @@ class EventStream:
     def _follow(self) -> None:
         """One connection: open, read events until it ends; raises on failure."""
         base_url, tls = self.endpoint(self.timeout)
+        self.base_url = base_url
         sock = open_socket(base_url, tls, self.timeout)
         with self._sock_lock:
             self._sock = sock
