@@ -213,6 +213,8 @@ class DtmonApp(App):
             status = replace(previous, reachable=False, error=message.error, error_since=since)
         elif status.reachable and status.latency_ms is None:
             status = replace(status, latency_ms=round(message.seconds * 1000, 1))
+        if status.error:  # an engine may echo any secret of the config back: none is shown
+            status = replace(status, error=scrub(status.error, self.secrets))
         try:  # data that cannot be shown is this site's error, with its last good data kept, never the app's end
             site_rows(status, self.clock(), self.view)
         except Exception as exc:  # noqa: BLE001

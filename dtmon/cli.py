@@ -173,15 +173,18 @@ def _describe_buckets(config: Config) -> list[str]:
 
 def cmd_status(config: Config, as_json: bool) -> int:
     from .collectors.poll import snapshot
+    from .redact import config_secrets, scrub
     from .report import render_json, render_text
-
     from .sanitize import clean
 
     snap = snapshot(config)
+    # The collectors cleaned what the servers said and masked their own URLs' passwords; this is the last line
+    # of defence: no secret of the config (a server may echo one back), no control sequence.
+    secrets = config_secrets(config)
     if as_json:
-        print(render_json(snap))  # json.dumps escapes every control character (and all non-ASCII)
-    else:  # the collectors cleaned what the servers said; this is the last line of defence at the terminal
-        print("\n".join(clean(line, 4000) for line in render_text(snap).split("\n")))
+        print(scrub(render_json(snap), secrets))  # json.dumps escapes every control character (and all non-ASCII)
+    else:
+        print("\n".join(clean(scrub(line, secrets), 4000) for line in render_text(snap).split("\n")))
     return EXIT_OK if snap.healthy else EXIT_PROBLEM
 
 

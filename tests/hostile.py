@@ -139,6 +139,10 @@ def _garbage() -> dict:
             "nodes": [None, {"Description": None}], "logs": ["\x00\x01\x02 nul and friends"]}
 
 
+def _api_error() -> dict:
+    return {"error": (500, {"message": f"rpc error: {TITLE}{RESET} {PASSWORD}"}), "nodes": [node()], "logs": []}
+
+
 def _healthy() -> dict:
     return {"services": [service("s1", "dt_svc", "dt")], "tasks": [task("t1", "s1", "dt")], "nodes": [node()],
             "logs": ["all good"]}
@@ -153,6 +157,7 @@ ENGINE_MODES: dict[str, Callable[[], dict]] = {
     "huge-counts": _huge_counts,
     "negative-counts": _negative_counts,
     "garbage": _garbage,
+    "api-error": _api_error,
 }
 
 #: The stacks (and their compose services) each engine mode is watched with.
@@ -194,6 +199,9 @@ class _EngineHandler(BaseHTTPRequestHandler):
             self._send(b"OK", "text/plain")
         elif path == "/version":
             self._send(json.dumps({"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.24"}).encode())
+        elif path in ("/services", "/tasks", "/nodes") and "error" in data:
+            code, body = data["error"]
+            self._send(json.dumps(body).encode(), code=code)
         elif path in ("/services", "/tasks", "/nodes"):
             self._send(json.dumps(data[path[1:]]).encode())
         elif path.startswith("/services/") and path.endswith("/logs"):

@@ -375,6 +375,9 @@ def _describe_error(exc: BaseException) -> str:
 
     if isinstance(exc, SwarmError):
         return str(exc)
+    if isinstance(exc, docker.errors.APIError) and exc.response is not None:
+        # Before the unwrapping below: an APIError is raised from the HTTPError, whose text is only the URL.
+        return f"engine said: {exc.explanation or exc}"
     if isinstance(exc, docker.errors.DockerException) and isinstance(exc.__cause__, requests.exceptions.RequestException):
         # docker-py wraps a failed API version negotiation ("Error while fetching server API version: ...").
         return _describe_error(exc.__cause__)
