@@ -93,18 +93,20 @@ async def test_a_key_pressed_while_a_plan_is_gathered_is_ignored_with_a_notice(t
         assert app.screen.plan.action == "redeploy" and app.planning is None
 
 
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["tabs", "stacked"])
 async def test_keys_act_only_on_what_is_visibly_selected_and_r_on_a_bucket_offers_its_consumer(
-        tmp_path, buckets_server):  # noqa: F811
+        tmp_path, buckets_server, size):  # noqa: F811
     buckets_server.store.add(KKO_BUCKET, 4)
     config = make_config(tmp_path, buckets_server.url)
     app = make_app(config)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         pane = app.query_one(BucketsPane)
         await until(pilot, lambda: app.polls >= 2 and pane.polls >= 1 and pane.report and pane.report.buckets,
                     "sites and buckets")
         await select(app, pilot, "chime/datatrail-client_replicator")  # the services cursor, soon hidden
-        await pilot.press("2")
-        assert app.query_one(Views).active == 1 and not app.query_one(ServicesTable).display
+        await pilot.press("2")  # tabs: only the buckets show; stacked: both show and the buckets have the focus
+        assert app.query_one(Views).active == 1 and app.focused is pane.table
+        assert app.query_one(ServicesTable).display is (size != (80, 24))
         await pilot.press("D")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmPlan)
