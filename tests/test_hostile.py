@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from rich.style import Style
 
 sys.path.insert(0, str(Path(__file__).parent))
 
