@@ -272,3 +272,25 @@ async def test_stop_ends_a_wait_step_at_once_and_the_audit_says_where_and_what_i
     last = records[-1]
     assert last["stopped_step"] == 1 and "stopped while waiting for datatrail-client to run" in last["reason"]
     assert last["states"] == {"datatrail-client@kko": "untouched (as it was); then wait until datatrail-client runs at kko was stopped"}
+
+
+async def test_a_run_refused_by_the_lock_in_the_dashboard_is_audited(tmp_path):
+    from dtmon.actions.lock import ActionLock
+
+    config = make_config(tmp_path)
+    plan = Plan("redeploy", "kko", "datatrail-client", steps=(Step(WAIT_RUNNING, "wait", "wait", "kko",
+                                                                   "datatrail-client", file="x"),))
+    holder = ActionLock(tmp_path / "actions.lock").acquire("redeploy datatrail at chime")
+    try:
+        app = make_app(config)
+        async with app.run_test(size=(120, 30)) as pilot:
+            screen = Progress(config, plan)
+            app.push_screen(screen)
+            await until(pilot, lambda: not screen.running and screen.is_mounted, "the refusal")
+            await pilot.pause()
+            assert "not started:" in str(screen.query_one("#progress-outcome", Static).render())
+    finally:
+        holder.release()
+    (record,) = read(tmp_path / "audit.jsonl")
+    assert (record["outcome"], record["action"], record["target"]) == ("refused", "redeploy", "datatrail-client")
+    assert "redeploy datatrail at chime" in record["reason"]
