@@ -308,7 +308,10 @@ def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
         state = Cell("…", None)
         note = Cell("waiting for the first poll")
     elif not site.reachable:
-        state = Cell(site.outage or UNREACHABLE, ERROR, bold=True)
+        # The outage's name ("no quorum"...); an ssh tunnel being brought back is "tunnel down" here (the
+        # column's width), its note says "reconnecting" and why.
+        word = "tunnel down" if site.outage == "reconnecting" else (site.outage or UNREACHABLE)
+        state = Cell(word, ERROR, bold=True)
         # The state column already says "unreachable": the note says why, since when, and how old the data is.
         down_for = f"for {since(site.error_since, now)}" if site.error_since is not None else ""
         if view.compact:  # the age of the data is on the site's chip; the reason must fit

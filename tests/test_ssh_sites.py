@@ -158,7 +158,7 @@ def test_unknown_host_key_is_refused_with_how_to_add_it(tmp_path, remote, server
         collector.close()
     assert not status.reachable
     host = f"[127.0.0.1]:{server.port}"
-    assert status.error.startswith(f"ssh: the host key of {host} is not known: refused"), status.error
+    assert status.error.startswith(f"ssh: unknown host key for {host} (refused: strict checking)"), status.error
     assert f"ssh-keyscan -p {server.port} 127.0.0.1" in status.error and "ssh to it once by hand" in status.error
     assert "\n" not in status.error
     assert server.known_hosts.read_text() == "", "the key was added silently"
@@ -174,7 +174,7 @@ def test_changed_host_key_is_refused(tmp_path, remote, server):
     finally:
         collector.close()
     assert not status.reachable
-    assert status.error.startswith(f"ssh: the host key of [127.0.0.1]:{server.port} has CHANGED"), status.error
+    assert status.error.startswith(f"ssh: host key for [127.0.0.1]:{server.port} has CHANGED"), status.error
     assert f'-R "[127.0.0.1]:{server.port}"' in status.error and "\n" not in status.error
 
 

@@ -60,14 +60,13 @@ def explain_ssh(said: str, destination: str, port: int | None, returncode: int |
         remove = re.search(r"remove with:\s*(ssh-keygen .*?-R \S+)", text)
         how = remove.group(1) if remove else f"ssh-keygen -R '{key_host}'"
         return (
-            f"ssh: the host key of {key_host} has CHANGED since it was added to known_hosts (a reinstalled host, "
-            f"or someone in between): refused; if the new key is right, remove the old one with "
-            f"`{how}` and add the new one (`{scan} >> ~/.ssh/known_hosts`, or ssh to it once by hand)"
+            f"ssh: host key for {key_host} has CHANGED (refused: a reinstalled host, or someone in between): "
+            f"if the new key is right, `{how}`, then `{scan} >> ~/.ssh/known_hosts`"
         )
     if "No " in text and "host key is known" in text or "Host key verification failed" in text:
         return (
-            f"ssh: the host key of {key_host} is not known: refused (strict host key checking); check its "
-            f"fingerprint and add it with `{scan} >> ~/.ssh/known_hosts`, or ssh to it once by hand"
+            f"ssh: unknown host key for {key_host} (refused: strict checking): add it with "
+            f"`{scan} >> ~/.ssh/known_hosts` after checking its fingerprint, or ssh to it once by hand"
         )
     if "Permission denied" in text:
         reason = re.search(r"(?:(\S+): )?(Permission denied \([^)]*\))", text)
