@@ -321,6 +321,52 @@ def test_backoff_grows_while_the_server_is_gone(tmp_path, remote, server):
     assert tunnel_processes(collector) == []
 
 
+def ssh_for(engine) -> list[tuple[int, str]]:
+    """Live ssh processes forwarding to this engine's socket: (pid, the local socket they listen on)."""
+    found = []
+    for pid in _pids():
+        command = _cmdline(pid)
+        if alive(pid) and command.startswith(("ssh ", "/usr/bin/ssh ")) and f":{engine.sock} " in command:
+            local = command.split(" -L ", 1)[1].split(f":{engine.sock}", 1)[0]
+            found.append((pid, local))
+    return found
+
+
+@pytest.mark.parametrize("how", ["q", "SIGKILL"])
+def test_closing_the_dashboard_ends_its_tunnel(tmp_path, remote, server, how):
+    """q ends every ssh the dashboard started and removes its socket; even a killed dtmon leaves no ssh behind."""
+    from ptyterm import PtyTerminal
+
+    engine, _ = remote
+    path = write_config(tmp_path, engine, server)
+    assert ssh_for(engine) == []
+    with PtyTerminal([sys.executable, "-m", "dtmon", "--config", str(path)], lines=24, columns=80) as term:
+        deadline = time.monotonic() + 30
+        while not ssh_for(engine) and time.monotonic() < deadline:
+            term.read_for(0.2)
+        (pid, local), = ssh_for(engine)
+        term.read_for(1.0)
+        started = time.monotonic()
+        if how == "q":
+            os.write(term.fd, b"q")
+            code, _ = term.wait(15)
+            assert code == 0
+        else:
+            os.kill(term.pid, signal.SIGKILL)
+            term.wait(15)
+        while ssh_for(engine) and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        assert ssh_for(engine) == [], f"ssh outlived dtmon ({how})"
+    if how == "q":
+        assert not Path(local).exists() and not Path(local).parent.exists()
+    else:  # nobody was left to remove the tunnel's directory: the next tunnel started removes it
+        from dtmon.collectors.tunnel import SshTunnel
+
+        assert Path(local).parent.exists()
+        SshTunnel(server.url).close()
+        assert not Path(local).parent.exists()
+
+
 # ---------------------------------------------------------------------------
 # Actions over the same tunnel (last in this module: they change the remote's stack).
 # ---------------------------------------------------------------------------

@@ -91,6 +91,20 @@ def explain_ssh(said: str, destination: str, port: int | None, returncode: int |
     return f"ssh to {destination} ended"
 
 
+def _remove_orphans() -> None:
+    """Remove tunnel directories a killed dtmon left behind (its ssh ended with it: PR_SET_PDEATHSIG), i.e.
+    ours whose owner process is gone."""
+    for directory in Path(tempfile.gettempdir()).glob("dtmon-ssh-*"):
+        try:
+            if directory.stat().st_uid != os.geteuid():
+                continue
+            owner = int((directory / "owner").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 class SshTunnel:
     """Forwards a local unix socket to the Docker socket on the host of an ssh:// URL, and keeps it up."""
 
@@ -110,7 +124,9 @@ class SshTunnel:
         self.remote_socket = remote_socket
         self.ssh_config = Path(ssh_config) if ssh_config else None
         self.connect_timeout = connect_timeout
+        _remove_orphans()
         self._dir = Path(tempfile.mkdtemp(prefix="dtmon-ssh-"))
+        (self._dir / "owner").write_text(f"{os.getpid()}\n")
         self.socket = self._dir / "docker.sock"
         #: ssh's stderr goes to a file, not a pipe: a pipe nobody reads while ssh runs fills up and blocks it.
         self.log = self._dir / "ssh.log"
