@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .actions.cli import add_parsers as add_action_parsers  # restart, redeploy, plan, audit
 
     add_action_parsers(sub)
+    from .logs_cli import add_parser as add_logs_parser
+
+    add_logs_parser(sub)
     return parser
 
 
@@ -237,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_action(args.command, config, args)
     if args.command == "status":
         return cmd_status(config, args.json)
+    if args.command == "logs":  # read-only: allowed whatever [deploy] allow says
+        from .logs_cli import run as run_logs
+
+        return run_logs(config, args)
     return cmd_tui(config)
 
 

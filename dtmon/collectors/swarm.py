@@ -362,6 +362,8 @@ class ServiceDetail:
     tasks: tuple[TaskInfo, ...]
     logs: tuple[LogLine, ...]  #: clean text and its SGR colours, nothing else of the raw line
     logs_error: str | None = None
+    #: the same lines with their time and the task/node each came from (collectors.logs.LogEntry)
+    entries: tuple[Any, ...] = ()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -621,18 +623,18 @@ class SwarmCollector:
             (task_info(t, hostnames) for t in raw if isinstance(t, dict)),
             key=lambda t: (t.slot or 0, -(t.since.timestamp() if t.since else 0)),
         )
+        from .logs import TaskNames, read_logs
+
         logs: tuple[LogLine, ...] = ()
+        entries: tuple[Any, ...] = ()
         logs_error = None
+        names = TaskNames({t.id: (service.name, t.slot) for t in tasks},
+                          {n.id: n.hostname for n in self.last.nodes})
         try:
-            data = client.service_logs(
-                service.id, stdout=True, stderr=True, tail=log_lines, timestamps=False, is_tty=False
-            )
-            text = b"".join(data) if not isinstance(data, bytes) else data
-            lines = text.decode("utf-8", "replace").split("\n")[-log_lines - 1 :]
-            if lines and not lines[-1]:
-                lines.pop()
-            logs = tuple(sanitize.log_line(line.removesuffix("\r")) for line in lines[-log_lines:])
+            read = list(read_logs(client, service.id, tail=log_lines))[-log_lines:]
+            entries = tuple(replace(e, source=names.source(e)) for e in read)
+            logs = tuple(e.line for e in entries)
         except Exception as exc:
             logs_error = describe_error(exc)
-        return ServiceDetail(tasks=tuple(tasks), logs=logs, logs_error=logs_error)
+        return ServiceDetail(tasks=tuple(tasks), logs=logs, logs_error=logs_error, entries=entries)
 

@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from rich.text import Text
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import Footer, Input, RichLog, Static
 
 from ..format import STATE_TONE, TASK_COLUMNS, log_update, since, task_rows
 from ..model import ServiceStatus
@@ -47,14 +47,59 @@ def log_text(line: LogLine | str) -> Text:
     return text if text.plain == line.text else Text(line.text, no_wrap=True, end="")
 
 
+def entry_text(entry: Any, timestamps: bool, query: str = "") -> Text:
+    """One log entry for the pane: [time] source │ text, the search `query` highlighted (case-insensitive)."""
+    text = log_text(entry.line)
+    prefix = ""
+    if timestamps:
+        prefix += (entry.time_text or "-") + " "
+    if entry.source:
+        prefix += entry.source + " │ "
+    if prefix:
+        text = Text(prefix, style="dim", no_wrap=True, end="") + text
+    if query:
+        text.highlight_words([query], style="reverse", case_sensitive=False)
+    return text
+
+
+def search(lines: list[str], query: str, start: int, step: int) -> int | None:
+    """Index of the next line (from `start`, going `step` = 1 or -1, wrapping) holding `query`, any case."""
+    if not query or not lines:
+        return None
+    wanted = query.casefold()
+    for offset in range(1, len(lines) + 1):
+        index = (start + step * offset) % len(lines)
+        if wanted in lines[index].casefold():
+            return index
+    return None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A log line known without its time or source (a collector that gives only lines)."""
+
+    line: LogLine | str
+    time_text: str = ""
+    source: str = ""
+
+    @property
+    def text(self) -> str:
+        return str(self.line)
+
+
 class DetailScreen(Screen):
     """Tasks and logs of one service."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", tooltip="Back to the services"),
+        Binding("escape", "back", "Back", tooltip="Back to the services (in the log search box: clear the search)"),
         Binding("r", "refresh", "Refresh", tooltip="Fetch tasks and logs now"),
         Binding("l", "focus_logs", "Logs", tooltip="Move the focus to the logs (scroll them with the arrows)"),
         Binding("t", "focus_tasks", "Tasks", tooltip="Move the focus to the tasks"),
+        Binding("f", "toggle_follow", "Follow", tooltip="Logs: follow new lines (toggle; off holds the pane still)"),
+        Binding("T", "toggle_timestamps", "Times", tooltip="Logs: show each line's time (toggle)"),
+        Binding("slash", "search", "Search", tooltip="Logs: search (enter keeps it, esc in the box clears it)"),
+        Binding("n", "search_next", "Next", tooltip="Logs: next line that matches the search"),
+        Binding("N", "search_previous", "Previous", tooltip="Logs: previous line that matches the search"),
     ]
 
     def __init__(self, service: ServiceStatus, collector: Any, refresh: float, clock: Callable[[], datetime]) -> None:
@@ -71,6 +116,11 @@ class DetailScreen(Screen):
         self._timer: Timer | None = None
         self._summary: str | None = None
         self._label = "logs"
+        self._entries: list[Any] = []  #: what the pane shows (collectors.logs.LogEntry)
+        self.follow = True
+        self.timestamps = False
+        self.query_text = ""
+        self.match: int | None = None  #: index of the line the search is on
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title", markup=False)
@@ -79,6 +129,8 @@ class DetailScreen(Screen):
         yield KeyedTable(id="tasks")
         yield Static(Content("logs"), classes="section", id="logs-label", markup=False)
         yield RichLog(id="logs", max_lines=1000, auto_scroll=True, markup=False, highlight=False)
+        yield Input(placeholder="search the logs — enter keeps it, esc clears it", id="log-search",
+                    classes="-hidden", select_on_focus=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -169,30 +221,131 @@ class DetailScreen(Screen):
     def _show_detail(self) -> None:
         now = self.clock()
         table = self.query_one("#tasks", KeyedTable)
-        label = self.query_one("#logs-label", Static)
         if self.detail is not None:
             table.apply(task_rows(self.detail.tasks, now))
-            how, lines = log_update(self._log_lines, self.detail.logs)
-            log = self.query_one("#logs", RichLog)
-            if how == "replace":
-                log.clear()
-                self._log_lines = []
-            if how != "same" and lines:
-                for line in lines:
-                    log.write(log_text(line))
-                self._log_lines.extend(lines)
+            entries = list(self.detail.entries) or [_Entry(line) for line in self.detail.logs]
+            if self.follow:
+                how, lines = log_update(self._entries, entries)
+                if how == "replace":
+                    self._entries = list(lines)[-1000:]
+                    self._log_lines = [e.line for e in self._entries]
+                    self._render_logs()
+                elif how == "append" and lines:
+                    self._entries = (self._entries + list(lines))[-1000:]
+                    self._log_lines = [e.line for e in self._entries]
+                    log = self.query_one("#logs", RichLog)
+                    for entry in lines:
+                        log.write(entry_text(entry, self.timestamps, self.query_text))
+        self._show_detail_label_only()
+
+    def _log_state(self) -> str:
+        """The pane's modes for its label: held still, times shown, the search and where it is."""
+        parts = []
+        if not self.follow:
+            parts.append("held (f follows)")
+        if self.timestamps:
+            parts.append("times")
+        if self.query_text:
+            where = "no match" if self.match is None else f"line {self.match + 1} of {len(self._entries)}"
+            parts.append(f"/{self.query_text}: {where}")
+        return "".join(f" · {part}" for part in parts)
+
+    def _render_logs(self) -> None:
+        """Write every entry again (after a mode or the search changed)."""
+        log = self.query_one("#logs", RichLog)
+        log.clear()
+        for entry in self._entries:
+            log.write(entry_text(entry, self.timestamps, self.query_text))
+        if self.match is not None:
+            log.scroll_to(y=max(0, self.match - 1), animate=False)
+
+    def _relabel(self) -> None:
+        self._show_detail_label_only()
+
+    def _show_detail_label_only(self) -> None:
+        label = self.query_one("#logs-label", Static)
+        base = self._label_base()
+        text = base + self._log_state()
+        if text != self._label:
+            self._label = text
+            label.update(Content(text))
+            problem = self.error or (self.detail.logs_error if self.detail is not None else None)
+            label.set_class(bool(problem), "-error")
+
+    def _label_base(self) -> str:
         problem = self.error or (self.detail.logs_error if self.detail is not None else None)
         text = "logs" if not problem else f"logs — {problem}"
         if not problem and self.detail is not None and not self._log_lines:
             text = "logs — no log lines"  # said, so an empty pane is not mistaken for one still loading
         if self.error and self.detail is not None:
             text = f"logs — fetch failed, showing the last good fetch: {self.error}"
-        if text != self._label:
-            self._label = text
-            label.update(Content(text))
-            label.set_class(bool(problem), "-error")
+        return text
 
     # -- actions ---------------------------------------------------------------
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+        log = self.query_one("#logs", RichLog)
+        log.auto_scroll = self.follow
+        if self.follow:
+            self._show_detail()
+            log.scroll_end(animate=False)
+        self._relabel()
+
+    def action_toggle_timestamps(self) -> None:
+        self.timestamps = not self.timestamps
+        self._render_logs()
+        self._relabel()
+
+    def action_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.remove_class("-hidden")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "log-search":
+            return
+        event.stop()
+        self._set_search(clean(event.value.strip(), 200))
+        event.input.add_class("-hidden")
+        self.query_one("#logs", RichLog).focus()
+
+    def action_back(self) -> None:
+        """esc: in the search box, clear the search; else back to the services."""
+        box = self.query_one("#log-search", Input)
+        if self.focused is box:
+            box.value = ""
+            box.add_class("-hidden")
+            self._set_search("")
+            self.query_one("#logs", RichLog).focus()
+            return
+        self.app.pop_screen()
+
+    def _set_search(self, query: str) -> None:
+        self.query_text = query
+        self.match = None
+        if query:
+            self.follow = False  # the match stays where it is while new lines arrive
+            self.query_one("#logs", RichLog).auto_scroll = False
+            self.match = search([e.text for e in self._entries], query, len(self._entries), -1)
+        self._render_logs()
+        self._relabel()
+
+    def _step(self, step: int) -> None:
+        if not self.query_text:
+            self.notify("No search: press / to search the logs", markup=False)
+            return
+        start = self.match if self.match is not None else (len(self._entries) if step < 0 else -1)
+        self.match = search([e.text for e in self._entries], self.query_text, start, step)
+        if self.match is not None:
+            self.query_one("#logs", RichLog).scroll_to(y=max(0, self.match - 1), animate=False)
+        self._relabel()
+
+    def action_search_next(self) -> None:
+        self._step(1)
+
+    def action_search_previous(self) -> None:
+        self._step(-1)
 
     def action_refresh(self) -> None:
         self.fetch()
