@@ -94,7 +94,9 @@ def test_search_wraps_both_ways_and_ignores_case():
 def detail_with_sources(service) -> ServiceDetail:
     base = tasks_for(service)
     entries = tuple(
-        LogEntry(LogLine(f"line {i} {'ERROR' if i % 3 == 0 else 'ok'}"), time_text=f"2026-11-25T21:3{i % 10}:00.000000001Z",
+        LogEntry(LogLine(f"line {i} {'ERROR' if i % 3 == 0 else 'ok'}"),
+                 time=datetime(2026, 11, 25, 21, 30 + i, tzinfo=timezone.utc),
+                 time_text=f"2026-11-25T21:3{i % 10}:00.000000001Z",
                  source=f"{service.name}.1.t-new@frob-node")
         for i in range(1, 10)
     )
@@ -127,12 +129,12 @@ async def test_log_pane_shows_source_toggles_times_searches_and_holds():
     app = DtmonApp(fake_config(), collectors=[collector], clock=frozen_clock)
     async with app.run_test(size=(160, 48)) as pilot:
         screen = await open_inventory(pilot, app)
-        assert shown(screen)[0] == "datatrail-daemons_inventory.1.t-new@frob-node │ line 1 ok"
+        assert shown(screen)[0] == "1.t-new@frob-node │ line 1 ok"  # the service is the screen's: not repeated
         await pilot.press("T")
-        assert shown(screen)[0].startswith("2026-11-25T21:31:00.000000001Z datatrail-daemons_inventory.1.t-new@")
+        assert shown(screen)[0] == "11-25 21:31:00 1.t-new@frob-node │ line 1 ok"
         assert "times" in label(screen)
         await pilot.press("T")
-        assert shown(screen)[0].startswith("datatrail-daemons_inventory")
+        assert shown(screen)[0].startswith("1.t-new@")
         await pilot.press("slash")
         await pilot.press(*"error", "enter")
         assert screen.query_text == "error"

@@ -47,14 +47,22 @@ def log_text(line: LogLine | str) -> Text:
     return text if text.plain == line.text else Text(line.text, no_wrap=True, end="")
 
 
-def entry_text(entry: Any, timestamps: bool, query: str = "") -> Text:
-    """One log entry for the pane: [time] source │ text, the search `query` highlighted (case-insensitive)."""
+def entry_text(entry: Any, timestamps: bool, query: str = "", service: str = "") -> Text:
+    """One log entry for the pane: [time] source │ text, the search `query` highlighted (case-insensitive).
+
+    The pane is one service's: its name (in the title) is left out of the source, and the time is short
+    (month-day and time of day, UTC), so the text still shows at 80 columns.
+    """
     text = log_text(entry.line)
     prefix = ""
     if timestamps:
-        prefix += (entry.time_text or "-") + " "
-    if entry.source:
-        prefix += entry.source + " │ "
+        when = getattr(entry, "time", None)
+        prefix += (when.strftime("%m-%d %H:%M:%S") if when is not None else entry.time_text or "-") + " "
+    source = entry.source
+    if service and source.startswith(service + "."):
+        source = source[len(service) + 1:]
+    if source:
+        prefix += source + " │ "
     if prefix:
         text = Text(prefix, style="dim", no_wrap=True, end="") + text
     if query:
@@ -79,6 +87,7 @@ class _Entry:
     """A log line known without its time or source (a collector that gives only lines)."""
 
     line: LogLine | str
+    time: datetime | None = None
     time_text: str = ""
     source: str = ""
 
@@ -96,10 +105,10 @@ class DetailScreen(Screen):
         Binding("l", "focus_logs", "Logs", tooltip="Move the focus to the logs (scroll them with the arrows)"),
         Binding("t", "focus_tasks", "Tasks", tooltip="Move the focus to the tasks"),
         Binding("f", "toggle_follow", "Follow", tooltip="Logs: follow new lines (toggle; off holds the pane still)"),
-        Binding("T", "toggle_timestamps", "Times", tooltip="Logs: show each line's time (toggle)"),
-        Binding("slash", "search", "Search", tooltip="Logs: search (enter keeps it, esc in the box clears it)"),
-        Binding("n", "search_next", "Next", tooltip="Logs: next line that matches the search"),
-        Binding("N", "search_previous", "Previous", tooltip="Logs: previous line that matches the search"),
+        Binding("T", "toggle_timestamps", "Time", tooltip="Logs: show each line's time (toggle)"),
+        Binding("slash", "search", "Find", tooltip="Logs: search (enter keeps it, esc in the box clears it)"),
+        Binding("n", "search_next", "Next", show=False, tooltip="Logs: next line that matches the search"),
+        Binding("N", "search_previous", "Previous", show=False, tooltip="Logs: previous line that matches the search"),
     ]
 
     def __init__(self, service: ServiceStatus, collector: Any, refresh: float, clock: Callable[[], datetime]) -> None:
@@ -235,7 +244,7 @@ class DetailScreen(Screen):
                     self._log_lines = [e.line for e in self._entries]
                     log = self.query_one("#logs", RichLog)
                     for entry in lines:
-                        log.write(entry_text(entry, self.timestamps, self.query_text))
+                        log.write(entry_text(entry, self.timestamps, self.query_text, self.service.name))
         self._show_detail_label_only()
 
     def _log_state(self) -> str:
@@ -255,7 +264,7 @@ class DetailScreen(Screen):
         log = self.query_one("#logs", RichLog)
         log.clear()
         for entry in self._entries:
-            log.write(entry_text(entry, self.timestamps, self.query_text))
+            log.write(entry_text(entry, self.timestamps, self.query_text, self.service.name))
         if self.match is not None:
             log.scroll_to(y=max(0, self.match - 1), animate=False)
 
