@@ -33,7 +33,7 @@ WIDE = (160, 48)
 SMALL = (80, 24)
 
 
-async def until(pilot, condition, timeout: float = 5.0) -> None:
+async def until(pilot, condition, timeout: float = 30.0) -> None:  # generous: a loaded machine is slow, a pass is not
     """Let the app run until `condition()` holds (fails the test after `timeout`)."""
     deadline = time.monotonic() + timeout
     while not condition():

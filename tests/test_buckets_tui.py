@@ -17,7 +17,7 @@ from dtmon.widgets.views import Views
 KKO, INVENTORY, HEAL = "datatrail-replicator-kko-minoc", "datatrail-inventory", "datatrail-replica-heal"
 
 
-async def until(pilot, condition, timeout: float = 5.0) -> None:
+async def until(pilot, condition, timeout: float = 30.0) -> None:  # generous: a loaded machine is slow, a pass is not
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

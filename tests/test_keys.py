@@ -72,7 +72,7 @@ def full_app(allow: bool = True) -> DtmonApp:
     return cls(config, collectors=world(chime(), kko()), clock=frozen_clock)
 
 
-async def until(pilot, condition, timeout: float = 5.0) -> None:
+async def until(pilot, condition, timeout: float = 30.0) -> None:  # generous: a loaded machine is slow, a pass is not
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
