@@ -26,6 +26,7 @@ from .redact import config_secrets, scrub
 from .sanitize import clean
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, class_bindings, help_rows, key_name
+from .screens.nodes import NodesScreen
 from .widgets.header import SiteBar
 from .widgets.line import Line
 from .widgets.table import KeyedTable, ServicesTable
@@ -84,6 +85,7 @@ class DtmonApp(App):
         Binding("slash", "filter", "Filter", tooltip="Filter by site, stack, service or state"),
         Binding("p", "toggle_problems", "Problems", tooltip="Show only services that need attention (toggle)"),
         Binding("r", "refresh", "Refresh", tooltip="Poll every site now"),
+        Binding("n", "nodes", "Nodes", tooltip="The nodes of every site (role, leader, state, availability, engine)"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter"),
         Binding("question_mark", "help", "Help", tooltip="This help"),
         Binding("q", "quit", "Quit", tooltip="Quit dtmon"),
@@ -342,6 +344,8 @@ class DtmonApp(App):
                 current = self.service(self.screen.service.key)
                 if current is not None:
                     self.screen.update_service(current)
+            elif isinstance(self.screen, NodesScreen):
+                self.screen.show(sites)
 
     def _show_status(self, text: str) -> None:
         self.query_one("#status", Line).set(text)
@@ -361,8 +365,8 @@ class DtmonApp(App):
     # -- keys -----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        on_dashboard = not isinstance(self.screen, (DetailScreen, HelpScreen))
-        if action in ("filter", "toggle_problems"):
+        on_dashboard = not isinstance(self.screen, (DetailScreen, HelpScreen, NodesScreen))
+        if action in ("filter", "toggle_problems", "nodes"):
             return on_dashboard
         if action == "clear_filter":
             return on_dashboard and (bool(self.view.filter) or not self.query_one("#filter").has_class("-hidden"))
@@ -411,6 +415,9 @@ class DtmonApp(App):
         if isinstance(self.screen, DetailScreen):
             self.screen.fetch()
 
+    def action_nodes(self) -> None:
+        self.push_screen(NodesScreen(self.site_list()))
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
@@ -426,6 +433,7 @@ class DtmonApp(App):
                 ("Tables", [b for b in class_bindings(KeyedTable) if b.action != "select_cursor"]),
                 ("Services table", ServicesTable.BINDINGS),
                 ("Service detail", class_bindings(DetailScreen)),
+                ("Nodes", class_bindings(NodesScreen)),
                 ("Filter box", [Binding("enter", "submit", "Keep the filter and go back to the table")]),
             ]
         )

@@ -109,7 +109,8 @@ class Chip:
 
 
 def site_problem_count(site: SiteStatus) -> int:
-    return sum(1 for s in site.services if s.is_problem)
+    """Services that need attention, and nodes that are down or drained."""
+    return sum(1 for s in site.services if s.is_problem) + site.node_problems
 
 
 def awaiting_first_poll(site: SiteStatus) -> bool:
@@ -323,12 +324,16 @@ def site_row(site: SiteStatus, now: datetime, view: View) -> Row:
     else:
         # How many services need attention, not the worst state: "chime 20/22 down" reads as if the site were down.
         bad = sort_services(s for s in services if s.is_problem)
-        if bad:
-            tone = ERROR if any(STATE_TONE.get(s.state) == ERROR for s in bad) else WARNING
+        bad_nodes = [n for n in site.nodes if n.is_problem]
+        if bad or bad_nodes:
+            down = any(n.state != "ready" for n in bad_nodes)
+            tone = ERROR if down or any(STATE_TONE.get(s.state) == ERROR for s in bad) else WARNING
             state = Cell(f"{problems} problem{'s' if problems != 1 else ''}", tone, bold=True)
             counts: dict[str, int] = {}
             for s in bad:
                 counts[s.state] = counts.get(s.state, 0) + 1
+            for n in bad_nodes:
+                counts[f"node {n.problem}"] = counts.get(f"node {n.problem}", 0) + 1
             note = Cell(f"of {len(services)}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
         else:
             state = Cell("ok", SUCCESS, bold=True)
@@ -542,3 +547,40 @@ def log_update(shown: Sequence[str], fetched: Sequence[str]) -> tuple[str, list[
         if shown[-overlap:] == fetched[:overlap]:
             return "append", fetched[overlap:]
     return "replace", fetched
+
+
+#: Sized so that every column shows at 80 columns (node states, availabilities and roles are short words).
+NODE_COLUMNS = (
+    Column("site", "site", 6),
+    Column("hostname", "hostname", 18),
+    Column("role", "role", 7),
+    Column("leader", "leader", 6),
+    Column("state", "state", 7),
+    Column("availability", "avail.", 6),
+    Column("engine", "engine", 8),
+    Column("tasks", "tasks", 0),
+)
+
+
+def node_rows(sites: Sequence[SiteStatus]) -> list[Row]:
+    """One row per node of every site, problems (down, drained) in their tone; an unreachable site's dimmed."""
+    rows = []
+    for site in sites:
+        for node in sorted(site.nodes, key=lambda n: (n.role != "manager", n.hostname, n.id)):
+            stale = not site.reachable
+            state_tone = SUCCESS if node.state == "ready" else ERROR
+            cells = (
+                Cell(site.name, None, bold=True),
+                Cell(node.hostname or node.id[:12]),
+                Cell(node.role),
+                Cell("leader" if node.leader else ""),
+                Cell(node.state, state_tone, bold=node.state != "ready"),
+                Cell(node.availability, WARNING if node.availability != "active" else None,
+                     bold=node.availability == "drain"),
+                Cell(node.engine_version),
+                Cell(str(node.tasks_running)),
+            )
+            if stale:
+                cells = tuple(Cell(c.text, MUTED, c.bold) for c in cells)
+            rows.append(Row(f"node:{site.name}/{node.id}", "node", cells))
+    return unique_rows(rows)

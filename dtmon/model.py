@@ -138,6 +138,21 @@ class NodeInfo:
     state: str  #: ready, down, unknown
     availability: str  #: active, pause, drain
     leader: bool = False
+    engine_version: str = ""  #: the node's Docker Engine version, as its manager reports it
+    tasks_running: int = 0  #: tasks of the watched stacks running on it
+
+    @property
+    def problem(self) -> str | None:
+        """Why this node needs attention: it is not ready (down, disconnected, unknown) or it is drained."""
+        if self.state != "ready":
+            return self.state or "unknown"
+        if self.availability == "drain":
+            return "drained"
+        return None
+
+    @property
+    def is_problem(self) -> bool:
+        return self.problem is not None
 
 
 @dataclass(frozen=True)
@@ -173,7 +188,14 @@ class SiteStatus:
         for service in self.services:
             if service.is_problem:
                 found.append(service.problem_text())
+        if self.reachable:  # an unreachable site's nodes are old news; the site itself is the problem
+            found.extend(f"{self.name} node {n.hostname or n.id}: {n.problem}" for n in self.nodes if n.is_problem)
         return found
+
+    @property
+    def node_problems(self) -> int:
+        """Nodes that are down or drained (counted only while the site answers)."""
+        return sum(1 for n in self.nodes if n.is_problem) if self.reachable else 0
 
 
 @dataclass(frozen=True)

@@ -337,17 +337,31 @@ def carry_loops(previous: SiteStatus, current: SiteStatus) -> SiteStatus:
     return replace(current, stacks=tuple(stacks))
 
 
-def node_info(node: dict[str, Any]) -> NodeInfo:
+def node_info(node: dict[str, Any], tasks_running: int = 0) -> NodeInfo:
+    """A NodeInfo from one engine node object (every text cleaned)."""
     node = _dict(node)
     spec = _dict(node.get("Spec"))
+    description = _dict(node.get("Description"))
     return NodeInfo(
         id=sanitize.name(node.get("ID") or ""),
         hostname=sanitize.name(_dict(node.get("Description")).get("Hostname") or ""),
         role=sanitize.name(spec.get("Role") or ""),
         state=sanitize.name(_dict(node.get("Status")).get("State") or "unknown"),
         availability=sanitize.name(spec.get("Availability") or ""),
-        leader=bool(_dict(node.get("ManagerStatus")).get("Leader")),
+        leader=_dict(node.get("ManagerStatus")).get("Leader") is True,
+        engine_version=sanitize.name(_dict(description.get("Engine")).get("EngineVersion") or ""),
+        tasks_running=tasks_running,
     )
+
+
+def running_per_node(tasks: list[Any]) -> dict[str, int]:
+    """Node id -> how many of these tasks run there now."""
+    counts: dict[str, int] = defaultdict(int)
+    for task in tasks:
+        task = _dict(task)
+        if _dict(task.get("Status")).get("State") == "running" and isinstance(task.get("NodeID"), str):
+            counts[task["NodeID"]] += 1
+    return counts
 
 
 # ---------------------------------------------------------------------------
@@ -555,13 +569,16 @@ class SwarmCollector:
         if not isinstance(services, list) or not isinstance(tasks, list) or not isinstance(nodes, list):
             raise SwarmError("engine answered with something other than a list")
         latency = (time.perf_counter() - started) * 1000
+        running = running_per_node(tasks)
         return SiteStatus(
             name=self.site.name,
             reachable=True,
             latency_ms=round(latency, 1),
             polled_at=now,
             stacks=build_stacks(self.site, services, tasks, now, self.health, retention),
-            nodes=tuple(node_info(n) for n in nodes if isinstance(n, dict)),
+            # A "node" without an id is no node (a hostile or broken answer): not listed, not counted as down.
+            nodes=tuple(node_info(n, running.get(n["ID"], 0)) for n in nodes
+                        if isinstance(n, dict) and isinstance(n.get("ID"), str) and n["ID"]),
         )
 
     def _task_history(self, client: Any, remaining: Any) -> int | None:
