@@ -29,6 +29,18 @@ UP, CONNECTING, RECONNECTING, CLOSED = "up", "connecting", "reconnecting", "clos
 _PR_SET_PDEATHSIG = 1
 
 
+def _ended(process: subprocess.Popen[bytes]) -> bool:
+    """ssh has exited. Popen.poll() says "running" while another thread is in waitpid on it (the supervisor),
+    so a zombie is read from /proc too."""
+    if process.poll() is not None:
+        return True
+    try:
+        with open(f"/proc/{process.pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True  # gone (reaped by the other thread)
+
+
 class TunnelError(OSError):
     """The tunnel is not up; the message is one line naming the host and ssh's reason."""
 
@@ -176,7 +188,7 @@ class SshTunnel:
     def _settle(self, timeout: float) -> None:
         """With the lock held: when ssh has just ended but the supervisor has not noticed yet, wait until it has."""
         deadline = time.monotonic() + timeout
-        while self.state == UP and self._process is not None and self._process.poll() is not None:
+        while self.state == UP and self._process is not None and _ended(self._process):
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -185,9 +197,16 @@ class SshTunnel:
     def failed(self) -> str | None:
         """After a request through the tunnel failed: why, when the tunnel itself is down (else None)."""
         with self._cond:
-            self._settle(1.0)
+            self._settle(2.0)
             if self.state == UP:
-                return None
+                process = self._process
+                if process is not None and not _ended(process):
+                    return None  # ssh runs: the failure was beyond it
+                # ssh has ended but its supervisor (busy, on a loaded machine) has not said so yet.
+                code = process.returncode if process is not None else None
+                reason = self.reason if process is None else explain_ssh(
+                    self._log_text(), self.destination, self.port, code)
+                return f"reconnecting (trying now): {reason or 'ssh ended'}"
         return self.describe()
 
     def describe(self) -> str:
