@@ -27,6 +27,7 @@ from .sanitize import clean
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, class_bindings, help_rows, key_name
 from .screens.nodes import NodesScreen
+from .screens.spec import InspectScreen
 from .widgets.header import SiteBar
 from .widgets.line import Line
 from .widgets.table import KeyedTable, ServicesTable
@@ -85,6 +86,8 @@ class DtmonApp(App):
         Binding("slash", "filter", "Filter", tooltip="Filter by site, stack, service or state"),
         Binding("p", "toggle_problems", "Problems", tooltip="Show only services that need attention (toggle)"),
         Binding("r", "refresh", "Refresh", tooltip="Poll every site now"),
+        Binding("i", "inspect", "Inspect", tooltip="The selected service's spec as the engine has it, and its drift "
+                "from the compose file (image, replicas, missing/extra services)"),
         Binding("n", "nodes", "Nodes", tooltip="The nodes of every site (role, leader, state, availability, engine)"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter"),
         Binding("question_mark", "help", "Help", tooltip="This help"),
@@ -365,7 +368,9 @@ class DtmonApp(App):
     # -- keys -----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        on_dashboard = not isinstance(self.screen, (DetailScreen, HelpScreen, NodesScreen))
+        on_dashboard = not isinstance(self.screen, (DetailScreen, HelpScreen, NodesScreen, InspectScreen))
+        if action == "inspect":
+            return on_dashboard or isinstance(self.screen, DetailScreen)
         if action in ("filter", "toggle_problems", "nodes"):
             return on_dashboard
         if action == "clear_filter":
@@ -415,6 +420,28 @@ class DtmonApp(App):
         if isinstance(self.screen, DetailScreen):
             self.screen.fetch()
 
+    def selected_service(self) -> ServiceStatus | None:
+        """The service on the detail screen, else the one under the services table's cursor (None on another row)."""
+        if isinstance(self.screen, DetailScreen):
+            return self.service(self.screen.service.key) or self.screen.service
+        table = next(iter(self.query(ServicesTable)), None)
+        key = table.cursor_key if table is not None else None
+        row = table.row_for(key) if key else None
+        if row is None or row.kind != "service" or row.service is None:
+            return None
+        return self.service(row.key) or row.service
+
+    def action_inspect(self) -> None:
+        service = self.selected_service()
+        if service is None:
+            self.notify("select a service to inspect", severity="warning", markup=False)
+            return
+        site = self.sites.get(service.site)
+        rows = [s for s in (site.services if site else ()) if s.stack == service.stack]
+        config_site = next((s for s in self.config.sites if s.name == service.site), None)
+        compose = config_site.stacks.get(service.stack) if config_site is not None else None
+        self.push_screen(InspectScreen(service, self.collectors[service.site], compose, rows))
+
     def action_nodes(self) -> None:
         self.push_screen(NodesScreen(self.site_list()))
 
@@ -434,6 +461,7 @@ class DtmonApp(App):
                 ("Services table", ServicesTable.BINDINGS),
                 ("Service detail", class_bindings(DetailScreen)),
                 ("Nodes", class_bindings(NodesScreen)),
+                ("Inspect", class_bindings(InspectScreen)),
                 ("Filter box", [Binding("enter", "submit", "Keep the filter and go back to the table")]),
             ]
         )

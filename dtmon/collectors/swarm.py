@@ -655,3 +655,13 @@ class SwarmCollector:
             logs_error = describe_error(exc)
         return ServiceDetail(tasks=tuple(tasks), logs=logs, logs_error=logs_error, entries=entries)
 
+    # -- inspect --------------------------------------------------------------
+
+    def inspect(self, service: ServiceStatus) -> Any:
+        """The service's spec as the engine holds it (`docker service inspect`), cleaned; raises on failure."""
+        from .spec import service_spec
+
+        if service.id is None:
+            raise SwarmError(f"{service.name} is not deployed")
+        client = self.client(self.timeout)
+        return service_spec(client.inspect_service(service.id))

@@ -107,6 +107,7 @@ class DetailScreen(Screen):
         Binding("f", "toggle_follow", "Follow", tooltip="Logs: follow new lines (toggle; off holds the pane still)"),
         Binding("T", "toggle_timestamps", "Time", tooltip="Logs: show each line's time (toggle)"),
         Binding("slash", "search", "Find", tooltip="Logs: search (enter keeps it, esc in the box clears it)"),
+        Binding("i", "app.inspect", "Inspect", show=False, tooltip="This service's spec and its drift from the compose file"),
         Binding("n", "search_next", "Next", show=False, tooltip="Logs: next line that matches the search"),
         Binding("N", "search_previous", "Previous", show=False, tooltip="Logs: previous line that matches the search"),
     ]
