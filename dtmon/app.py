@@ -88,6 +88,11 @@ class DtmonApp(App):
         Binding("r", "refresh", "Refresh", tooltip="Poll every site now"),
         Binding("i", "inspect", "Inspect", tooltip="The selected service's spec as the engine has it, and its drift "
                 "from the compose file (image, replicas, missing/extra services)"),
+        Binding("c", "copy_name", "Copy", show=False,
+                tooltip="Copy the selected service's name to the clipboard (through the terminal: OSC 52)"),
+        Binding("C", "copy_command", "Copy command", show=False,
+                tooltip="Copy the docker commands of the last action run here, else the docker command for what is "
+                "shown (service ps, logs, inspect, node ls)"),
         Binding("n", "nodes", "Nodes", tooltip="The nodes of every site (role, leader, state, availability, engine)"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter"),
         Binding("question_mark", "help", "Help", tooltip="This help"),
@@ -371,6 +376,8 @@ class DtmonApp(App):
         on_dashboard = not isinstance(self.screen, (DetailScreen, HelpScreen, NodesScreen, InspectScreen))
         if action == "inspect":
             return on_dashboard or isinstance(self.screen, DetailScreen)
+        if action in ("copy_name", "copy_command"):
+            return not isinstance(self.screen, HelpScreen)
         if action in ("filter", "toggle_problems", "nodes"):
             return on_dashboard
         if action == "clear_filter":
@@ -441,6 +448,53 @@ class DtmonApp(App):
         config_site = next((s for s in self.config.sites if s.name == service.site), None)
         compose = config_site.stacks.get(service.stack) if config_site is not None else None
         self.push_screen(InspectScreen(service, self.collectors[service.site], compose, rows))
+
+    def _copy(self, text: str, what: str) -> None:
+        """Put `text` on the clipboard through the terminal (OSC 52), cleaned, and say what was copied."""
+        from .clipboard import safe
+
+        text = safe(scrub(text, self.secrets))
+        self.copy_to_clipboard(text)
+        shown = text if len(text) <= 80 and "\n" not in text else f"{text.count(chr(10)) + 1} lines, {len(text)} characters"
+        self.notify(f"copied {what}: {shown}", title="Clipboard (OSC 52)", markup=False)
+
+    def action_copy_name(self) -> None:
+        if isinstance(self.screen, NodesScreen):
+            table = self.screen.query_one("#nodes", KeyedTable)
+            row = table.row_for(table.cursor_key or "")
+            if row is not None:
+                self._copy(row.cells[1].text, "the node's hostname")
+            return
+        service = self.screen.service if isinstance(self.screen, InspectScreen) else self.selected_service()
+        if service is None:
+            self.notify("select a service to copy its name", severity="warning", markup=False)
+            return
+        self._copy(service.name, "the service's name")
+
+    def action_copy_command(self) -> None:
+        from .clipboard import host_flags, plan_commands, view_command
+
+        plan = getattr(self, "last_plan", None)
+        if plan is not None and plan_commands(plan):
+            self._copy(plan_commands(plan), f"the docker commands of the last action ({plan.action} {plan.target})")
+            return
+        if isinstance(self.screen, NodesScreen):
+            view, service = "nodes", None
+        elif isinstance(self.screen, InspectScreen):
+            view, service = "inspect", self.screen.service
+        elif isinstance(self.screen, DetailScreen):
+            view, service = "detail", self.screen.service
+        else:
+            view, service = "services", self.selected_service()
+        site = next((s for s in self.config.sites if service is not None and s.name == service.site), None)
+        if site is None and self.config.sites and view == "nodes":
+            site = self.config.sites[0]
+        host = host_flags(site.endpoints[0] if site is not None and site.endpoints else None)
+        command = view_command(view, service.name if service else None, host)
+        if command is None:
+            self.notify("select a service (or run an action) to copy a docker command", severity="warning", markup=False)
+            return
+        self._copy(command, "the docker command for this view")
 
     def action_nodes(self) -> None:
         self.push_screen(NodesScreen(self.site_list()))

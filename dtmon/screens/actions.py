@@ -521,6 +521,7 @@ class ActionsMixin:
 
         def confirmed(ok: bool | None) -> None:
             if ok:
+                self.last_plan = plan  # what C copies: the docker commands of the last action run here
                 self.push_screen(Progress(self.config, plan, self.action_wait_timeout))
 
         self.push_screen(ConfirmPlan(plan), confirmed)
