@@ -557,8 +557,8 @@ NODE_COLUMNS = (
     Column("leader", "leader", 6),
     Column("state", "state", 7),
     Column("availability", "avail.", 6),
-    Column("engine", "engine", 8),
-    Column("tasks", "tasks", 0),
+    Column("tasks", "tasks", 5),
+    Column("engine", "engine", 0),  #: last: Debian's versions run long (20.10.24+dfsg1)
 )
 
 
@@ -577,8 +577,8 @@ def node_rows(sites: Sequence[SiteStatus]) -> list[Row]:
                 Cell(node.state, state_tone, bold=node.state != "ready"),
                 Cell(node.availability, WARNING if node.availability != "active" else None,
                      bold=node.availability == "drain"),
-                Cell(node.engine_version),
                 Cell(str(node.tasks_running)),
+                Cell(node.engine_version),
             )
             if stale:
                 cells = tuple(Cell(c.text, MUTED, c.bold) for c in cells)

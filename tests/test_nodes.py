@@ -69,7 +69,7 @@ async def test_n_opens_the_nodes_screen_and_esc_goes_back():
         table = app.screen.query_one("#nodes")
         assert [r.key for r in table.shown_rows] == ["node:chime/n1", "node:chime/n2"]
         assert [c.text for c in table.shown_rows[1].cells] == ["chime", "outrigger", "worker", "", "ready", "drain",
-                                                              "20.10.24", "0"]
+                                                              "0", "20.10.24"]
         assert "1 down or drained" in str(app.screen.query_one("#nodes-summary").render())
         await pilot.press("escape")
         assert not isinstance(app.screen, NodesScreen)
