@@ -6,16 +6,27 @@ runs), playing a server dtmon does not control: control sequences in names, dupl
         config = write_hostile_config(tmp_path, engine, http)
 
 A new case is a new entry in ENGINE_MODES / HTTP_MODES (each a function returning the answers).
+
+How an answer is *sent* (trickled a byte at a time, never, 100 MB of it, a 50 MB error) is `HostileServer`'s
+`mode`, below: it serves any routes (`engine_routes()`, `buckets_routes()`, `prometheus_routes()`), on a
+unix socket, loopback TCP or TLS, in the test process or in one of its own (`spawned`, or
+`python tests/hostile.py engine --socket PATH --mode trickle`).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
+import socket
 import socketserver
 import struct
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -468,3 +479,440 @@ def unsafe_in(text: str) -> list[str]:
     """The characters in `text` that a terminal would act on (C0 but tab and newline, DEL, C1, bidi)."""
     return sorted({c for c in text if (ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F
                    or 0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069})
+
+
+# ---------------------------------------------------------------------------
+# Delivery: how an answer is sent (slowly, never, or 100 MB of it), for deadline and size tests.
+# ---------------------------------------------------------------------------
+# `HostileServer` plays the transport, where the servers above play the content.
+#
+# How every answer is sent is the server's `mode` (change it at any time, also from another process):
+#
+# - `ok`: at once;
+# - `trickle`: one byte every `trickle_every` seconds (0.5), status line and headers included;
+# - `trickle_body`: the status line and headers at once, then the body one byte at a time;
+# - `silent`: the request is read and never answered (the connection is held until the client goes);
+# - `huge`: a 200 answer of `huge_bytes` (100 MB) of valid JSON, without a Content-Length, as fast as the
+#   client reads it; `huge_declared`: the same with its Content-Length;
+# - `huge_error`: a 500 answer whose body is `error_bytes` (50 MB) long.
+#
+# What is answered comes from `routes`: a request's path (the Engine API's `/v1.xx` prefix and the query
+# removed) -> a JSON-able object, `(status, bytes)`, or a function `(path, query) -> (status, headers, bytes)`;
+# a key ending in `/*` matches every path under it. `engine_routes()`, `buckets_routes()` and
+# `prometheus_routes()` give a small valid world to start from; tests that want hostile *content* replace
+# entries. Control paths, answered in every mode: `/_hostile/mode/NAME` and `/_hostile/stats` (connections
+# open now and ever).
+#
+# Run in the test process (`HostileServer(...)` as a context manager), or in a process of its own
+# (`spawned(...)`, i.e. `python tests/hostile.py engine --socket PATH`) when a test counts its own threads
+# and descriptors and must see only dtmon's.
+
+DELIVERY_MODES = ("ok", "trickle", "trickle_body", "silent", "huge", "huge_declared", "huge_error")
+
+# ---------------------------------------------------------------------------
+# Worlds to start from.
+# ---------------------------------------------------------------------------
+
+def engine_routes(services: int = 1) -> dict[str, Any]:
+    """A one-node swarm with `services` running services of stack `web` (`web_app`, `web_app1`, ...)."""
+    svcs, tasks = [], []
+    for i in range(services):
+        name = "web_app" if i == 0 else f"web_app{i}"
+        svcs.append({
+            "ID": f"svc{i:04d}", "Version": {"Index": 10}, "CreatedAt": NOW, "UpdatedAt": NOW,
+            "Spec": {"Name": name, "Labels": {STACK_LABEL: "web"},
+                     "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest"}},
+                     "Mode": {"Replicated": {"Replicas": 1}}},
+            "ServiceStatus": {"RunningTasks": 1, "DesiredTasks": 1, "CompletedTasks": 0},
+        })
+        tasks.append({
+            "ID": f"task{i:04d}", "ServiceID": f"svc{i:04d}", "NodeID": "node1", "Slot": 1,
+            "Labels": {STACK_LABEL: "web"}, "DesiredState": "running",
+            "Status": {"Timestamp": NOW, "State": "running", "Message": "started",
+                       "ContainerStatus": {"ContainerID": f"c{i:04d}", "ExitCode": 0}},
+        })
+    log = b"".join(_frame(1, f"line {n}\n".encode()) for n in range(3))
+    return {
+        "/version": {"ApiVersion": "1.41", "Version": "20.10.0", "MinAPIVersion": "1.12"},
+        "/_ping": (200, b"OK"),
+        "/services": svcs,
+        "/tasks": tasks,
+        "/nodes": [{"ID": "node1", "Description": {"Hostname": "hostile"},
+                    "Spec": {"Role": "manager", "Availability": "active"},
+                    "Status": {"State": "ready"}, "ManagerStatus": {"Leader": True}}],
+        "/services/*": lambda path, query: (200, {"Content-Type": "application/vnd.docker.multiplexed-stream"}, log),
+    }
+
+
+def _frame(stream: int, data: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+
+def buckets_routes() -> dict[str, Any]:
+    """A Buckets service with one Datatrail bucket."""
+    return {
+        "/version": {"version": "hostile"},
+        "/status/pipelines": ["datatrail-replicator-kko-minoc"],
+        "/status/details/*": {"total": 10, "queued": 4, "running": 1, "success": 5, "failure": 0},
+    }
+
+
+def prometheus_routes() -> dict[str, Any]:
+    """A Prometheus whose every query answers one series for site `chime`."""
+    def query(path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
+        if path.endswith("query_range"):
+            data = {"resultType": "matrix", "result": [{"metric": {"site": "chime"}, "values": [[1, "5"], [2, "4"]]}]}
+        else:
+            data = {"resultType": "vector", "result": [{"metric": {"site": "chime", "job": "j"}, "value": [2, "1"]}]}
+        return 200, {"Content-Type": "application/json"}, json.dumps({"status": "success", "data": data}).encode()
+
+    return {"/api/v1/*": query}
+
+
+ROUTES = {"engine": engine_routes, "buckets": buckets_routes, "prometheus": prometheus_routes}
+
+
+# ---------------------------------------------------------------------------
+# The server.
+# ---------------------------------------------------------------------------
+
+
+class _Gone(Exception):
+    """The client closed the connection (or the server is stopping)."""
+
+
+class HostileServer:
+    """One hostile server on a unix socket (`socket_path`) or a loopback TCP port; a context manager."""
+
+    def __init__(self, routes: dict[str, Any], *, socket_path: str | Path | None = None, mode: str = "ok",
+                 trickle_every: float = 0.5, huge_bytes: int = 100 * 1024 * 1024,
+                 error_bytes: int = 50 * 1024 * 1024) -> None:
+        self.routes = routes
+        self.mode = mode
+        #: path prefix -> mode, for those paths instead of `mode` (e.g. only the logs trickle)
+        self.path_modes: dict[str, str] = {}
+        self.trickle_every = trickle_every
+        self.huge_bytes = huge_bytes
+        self.error_bytes = error_bytes
+        self.socket_path = str(socket_path) if socket_path else None
+        self.open = 0  #: connections open now
+        self.connections = 0  #: connections accepted
+        self.requests = 0  #: requests read
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: socketserver.BaseServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- life ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """unix:///path for an engine; http://127.0.0.1:PORT otherwise."""
+        assert self._server is not None
+        if self.socket_path:
+            return f"unix://{self.socket_path}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> HostileServer:
+        owner = self
+
+        class Conn(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                owner._serve(self.request)
+
+        if self.socket_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+
+            class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+                daemon_threads = True
+
+            self._server = Server(self.socket_path, Conn)
+        else:
+            class TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+                daemon_threads = True
+                allow_reuse_address = True
+
+            self._server = TcpServer(("127.0.0.1", 0), Conn)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        daemon=True, name="hostile-server")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self.socket_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+
+    def __enter__(self) -> HostileServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- one connection -----------------------------------------------------------
+
+    def _serve(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.open += 1
+            self.connections += 1
+        sock.settimeout(0.2)
+        buffered = b""
+        try:
+            while not self._stopping.is_set():
+                request, buffered = self._read_request(sock, buffered)
+                with self._lock:
+                    self.requests += 1
+                method, target = request
+                path = urlsplit(target).path
+                if path.startswith("/_hostile/"):
+                    self._send_all(sock, self._control(path))
+                    continue
+                if not self._answer(sock, method, target):
+                    return
+        except (_Gone, OSError):
+            return
+        finally:
+            with self._lock:
+                self.open -= 1
+
+    def _recv(self, sock: socket.socket) -> bytes:
+        while True:
+            if self._stopping.is_set():
+                raise _Gone
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                raise _Gone
+            return data
+
+    def _read_request(self, sock: socket.socket, buffered: bytes) -> tuple[tuple[str, str], bytes]:
+        while b"\r\n\r\n" not in buffered:
+            if len(buffered) > 65536:
+                raise _Gone
+            buffered += self._recv(sock)
+        head, _, rest = buffered.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target = lines[0].split(" ")[:2]
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip() or 0)
+        while len(rest) < length:
+            rest += self._recv(sock)
+        return (method, target), rest[length:]
+
+    def _control(self, path: str) -> bytes:
+        if path.startswith("/_hostile/mode/"):
+            mode = path.rsplit("/", 1)[1]
+            if mode not in DELIVERY_MODES:
+                return _response(404, {}, f"no mode {mode}".encode())
+            self.mode = mode
+            return _response(200, {"Content-Type": "application/json"}, b'{"mode": "%s"}' % mode.encode())
+        stats = {"open": self.open - 1, "connections": self.connections, "requests": self.requests, "mode": self.mode}
+        return _response(200, {"Content-Type": "application/json"}, json.dumps(stats).encode())
+
+    @staticmethod
+    def route_path(path: str) -> str:
+        """`path` without the Engine API's version prefix."""
+        parts = path.split("/")
+        if len(parts) > 1 and parts[1].startswith("v") and parts[1][1:].replace(".", "").isdigit():
+            return "/" + "/".join(parts[2:])
+        return path
+
+    def route(self, path: str) -> Any:
+        """The route answering `path` (the Engine API's version prefix is ignored)."""
+        path = self.route_path(path)
+        if path in self.routes:
+            return self.routes[path]
+        for key, value in self.routes.items():
+            if key.endswith("/*") and path.startswith(key[:-1]):
+                return value
+        return None
+
+    def _answer(self, sock: socket.socket, method: str, target: str) -> bool:
+        """Send one answer in the current mode; False when the connection must end after it."""
+        bare = self.route_path(urlsplit(target).path)
+        mode = next((m for prefix, m in self.path_modes.items() if bare.startswith(prefix)), self.mode)
+        if mode == "silent":
+            while True:
+                self._recv(sock)  # until the client goes (_Gone)
+        if mode in ("huge", "huge_declared"):
+            return self._huge(sock, 200, self.huge_bytes, declared=mode == "huge_declared")
+        if mode == "huge_error":
+            return self._huge(sock, 500, self.error_bytes, declared=False)
+        url = urlsplit(target)
+        route = self.route(url.path)
+        if route is None:
+            status, headers, body = 404, {"Content-Type": "application/json"}, b'{"message": "page not found"}'
+        elif callable(route):
+            status, headers, body = route(url.path, parse_qs(url.query))
+        elif isinstance(route, tuple):
+            status, body = route
+            headers = {}
+        else:
+            status, headers, body = 200, {"Content-Type": "application/json"}, json.dumps(route).encode()
+        data = _response(status, headers, body if method != "HEAD" else b"", length=len(body))
+        if mode == "trickle":
+            self._trickle(sock, data)
+        elif mode == "trickle_body":
+            head, _, rest = data.partition(b"\r\n\r\n")
+            self._send_all(sock, head + b"\r\n\r\n")
+            self._trickle(sock, rest)
+        else:
+            self._send_all(sock, data)
+        return True
+
+    def _send_all(self, sock: socket.socket, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._stopping.is_set():
+                raise _Gone
+            try:
+                sent = sock.send(view)
+            except socket.timeout:
+                continue
+            view = view[sent:]
+
+    def _trickle(self, sock: socket.socket, data: bytes) -> None:
+        for i in range(len(data)):
+            self._send_all(sock, data[i : i + 1])
+            if self._stopping.wait(self.trickle_every):
+                raise _Gone
+
+    def _huge(self, sock: socket.socket, status: int, size: int, declared: bool) -> bool:
+        headers = {"Content-Type": "application/json", "Connection": "close"}
+        if declared:
+            headers["Content-Length"] = str(size)
+        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n".encode()
+        head += b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
+        self._send_all(sock, head)
+        item = b'{"ID": "' + b"x" * 1000 + b'"},'
+        chunk = item * (1024 * 1024 // len(item))
+        sent = 0
+        self._send_all(sock, b"[")
+        sent += 1
+        while sent + len(chunk) < size - 1:
+            self._send_all(sock, chunk)
+            sent += len(chunk)
+        self._send_all(sock, b'{"ID": "' + b"x" * max(0, size - sent - 11) + b'"}]')
+        return False
+
+
+_REASONS = {200: "OK", 404: "Not Found", 500: "Internal Server Error"}
+
+
+def _response(status: int, headers: dict[str, str], body: bytes, length: int | None = None) -> bytes:
+    head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
+    fields = {"Content-Length": str(len(body) if length is None else length), **headers}
+    head += "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+    return head.encode() + body
+
+
+# ---------------------------------------------------------------------------
+# In a process of its own.
+# ---------------------------------------------------------------------------
+
+
+def control(url: str, path: str, timeout: float = 5.0) -> Any:
+    """GET a control path of a (possibly spawned) server; its JSON answer."""
+    if url.startswith("unix://"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address: Any = url[len("unix://"):]
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        parts = urlsplit(url)
+        address = (parts.hostname, parts.port)
+    with sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                if len(body) >= length:
+                    return json.loads(body[:length])
+            more = sock.recv(65536)
+            if not more:
+                raise OSError("hostile server closed the control connection")
+            data += more
+
+
+class Spawned:
+    """A hostile server in a child process."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
+        self.process = process
+        self.url = url
+
+    def set_mode(self, mode: str) -> None:
+        control(self.url, f"/_hostile/mode/{mode}")
+
+    def stats(self) -> dict[str, Any]:
+        """{"open": connections open besides this one, "connections", "requests", "mode"}."""
+        return control(self.url, "/_hostile/stats")
+
+
+@contextlib.contextmanager
+def spawned(kind: str, mode: str = "ok", *, socket_path: str | Path | None = None, **options: Any) -> Iterator[Spawned]:
+    """`HostileServer` with the `kind`'s routes ("engine", "buckets", "prometheus") in a child process."""
+    command = [sys.executable, str(Path(__file__).resolve()), kind, "--mode", mode]
+    if socket_path:
+        command += ["--socket", str(socket_path)]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().decode().strip()
+        if not url:
+            raise RuntimeError(f"hostile server did not start: {command}")
+        yield Spawned(process, url)
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        if socket_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a hostile server; prints its URL, serves until killed.")
+    parser.add_argument("kind", choices=sorted(ROUTES))
+    parser.add_argument("--mode", default="ok", choices=DELIVERY_MODES)
+    parser.add_argument("--socket", help="unix socket path (an engine); default: a loopback TCP port")
+    parser.add_argument("--services", type=int, default=1, help="engine: how many services")
+    parser.add_argument("--trickle-every", type=float, default=0.5)
+    parser.add_argument("--huge-bytes", type=int, default=100 * 1024 * 1024)
+    parser.add_argument("--error-bytes", type=int, default=50 * 1024 * 1024)
+    args = parser.parse_args()
+    routes = engine_routes(args.services) if args.kind == "engine" else ROUTES[args.kind]()
+    server = HostileServer(routes, socket_path=args.socket, mode=args.mode, trickle_every=args.trickle_every,
+                           huge_bytes=args.huge_bytes, error_bytes=args.error_bytes)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: (server.stop(), os._exit(0)))
+    with server:
+        print(server.url, flush=True)
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
