@@ -121,7 +121,8 @@ class DtmonApp(App):
         if collectors is None:
             from .collectors.swarm import SwarmCollector
 
-            collectors = [SwarmCollector(site, config.timeout, config.health) for site in config.sites]
+            collectors = [SwarmCollector(site, config.timeout, config.health, max_bytes=config.max_bytes)
+                          for site in config.sites]
         self.collectors = {c.site.name: c for c in collectors}
         self.order = [c.site.name for c in collectors]
         self.sites: dict[str, SiteStatus] = {
@@ -150,12 +151,13 @@ class DtmonApp(App):
             if self.config.buckets is not None:
                 from .collectors.buckets import BucketsCollector
 
-                collector = BucketsCollector(self.config.buckets, self.config.timeout)
+                collector = BucketsCollector(self.config.buckets, self.config.timeout, max_bytes=self.config.max_bytes)
                 yield BucketsPane(collector, refresh=self.config.refresh, clock=self.clock)
             if self.config.prometheus is not None:
                 from .collectors.prometheus import PrometheusCollector
 
-                prometheus = PrometheusCollector(self.config.prometheus, self.config.timeout, site_order=self.order)
+                prometheus = PrometheusCollector(self.config.prometheus, self.config.timeout, site_order=self.order,
+                                                 max_bytes=self.config.max_bytes)
                 yield ProgressPane(prometheus, refresh=self.config.refresh, clock=self.clock)
         with Horizontal(id="statusbar"):
             yield Static(Content(self.title), id="title", markup=False)

@@ -116,7 +116,7 @@ def _load(args: argparse.Namespace) -> Config | None:
 def describe(config: Config) -> str:
     """What `dtmon config check` prints: the config as understood."""
     events = config.events
-    lines = [f"config: {config.path}", f"refresh: {config.refresh:g}s  timeout: {config.timeout:g}s",
+    lines = [f"config: {config.path}", f"refresh: {config.refresh:g}s  timeout: {config.timeout:g}s  max answer: {config.max_response_mb:g} MB",
              f"events: followed; a site with its stream open is polled every {max(config.refresh, events.refresh):g}s"
              f" (debounce {events.debounce:g}s)" if events.enabled else "events: not followed",
              "sites:"]

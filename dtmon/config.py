@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -105,6 +106,7 @@ class _Events(msgspec.Struct, forbid_unknown_fields=True):
 class _File(msgspec.Struct, forbid_unknown_fields=True):
     refresh: float = 5.0
     timeout: float = 5.0
+    max_response_mb: float = 8.0
     sites: dict[str, _Site] = {}
     buckets: _Buckets | None = None
     prometheus: _Prometheus | None = None
@@ -222,6 +224,12 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     ssh_config: Path | None = None  #: `[ssh] config`: ssh's -F file for every ssh:// manager (None: ssh's own)
+    max_response_mb: float = 8.0  #: the largest answer read from any server (MB); a larger one is refused
+
+    @property
+    def max_bytes(self) -> int:
+        """`max_response_mb` in bytes."""
+        return int(self.max_response_mb * 1024 * 1024)
 
     def site(self, name: str) -> SiteConfig:
         """The site called `name`, or KeyError."""
@@ -512,6 +520,9 @@ def _seconds(path: Path, key: str, value: float, bounds: tuple[float, float]) ->
 def _build(path: Path, raw: _File) -> Config:
     refresh = _seconds(path, "refresh", raw.refresh, values.REFRESH_RANGE)
     timeout = _seconds(path, "timeout", raw.timeout, values.TIMEOUT_RANGE)
+    max_response_mb = raw.max_response_mb
+    if not math.isfinite(max_response_mb) or not 0 < max_response_mb <= 1024:
+        raise ConfigError(f"{path}: max_response_mb: expected a size in MB above 0 and at most 1024, got {max_response_mb}")
     sites = []
     ssh_config = _expand(path, "ssh.config", raw.ssh.config)
     if ssh_config is not None:
@@ -596,7 +607,8 @@ def _build(path: Path, raw: _File) -> Config:
         _seconds(path, "events.refresh", raw.events.refresh, values.REFRESH_RANGE),
         _seconds(path, "events.debounce", raw.events.debounce, values.DEBOUNCE_RANGE),
     )
-    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy, health, events, ssh_config)
+    return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy, health, events, ssh_config,
+                  float(max_response_mb))
 
 
 def _buckets(path: Path, raw: _Buckets) -> BucketsConfig:

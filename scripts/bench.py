@@ -70,22 +70,22 @@ def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -
 
 
 def count_requests(fn: Callable[[], object]) -> int:
-    """How many HTTP requests `fn` sends through requests (docker-py's transport)."""
-    import requests
+    """How many HTTP requests `fn` sends through httpx (the collectors' transport)."""
+    import httpx
 
     sent = 0
-    original = requests.Session.send
+    original = httpx.Client.send
 
     def counting(self, request, **kwargs):
         nonlocal sent
         sent += 1
         return original(self, request, **kwargs)
 
-    requests.Session.send = counting
+    httpx.Client.send = counting
     try:
         fn()
     finally:
-        requests.Session.send = original
+        httpx.Client.send = original
     return sent
 
 

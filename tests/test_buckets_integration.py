@@ -110,7 +110,7 @@ async def test_faults_make_the_source_unreachable_with_an_error_naming_the_url(b
     expected = {
         "500": f"{url}/status/pipelines: HTTP 500 Internal Server Error",
         "garbage": f"{url}/status/pipelines: malformed answer: not JSON",
-        "slow": f"{url}/status/pipelines: no answer within 1s",
+        "slow": f"{url}/status/pipelines: timed out after 1s",
     }
     for fault, error in expected.items():
         buckets_server.fault = fault

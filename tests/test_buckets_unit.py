@@ -377,8 +377,8 @@ def test_status_text_shows_a_buckets_table_and_a_dead_source():
     row = next(line for line in text.splitlines() if "datatrail-replicator-kko-minoc!" in line)
     assert row.split()[1:6] == ["5", "0", "0", "0", "5"]
     assert "kko/datatrail-client_replicator" in row and row.rstrip().endswith("down")
-    dead = render_text(Snapshot(T0, (), buckets=BucketsReport("http://b:1", False, "http://b:1: no answer within 2s")))
-    assert "buckets http://b:1: UNREACHABLE (http://b:1: no answer within 2s)" in dead
+    dead = render_text(Snapshot(T0, (), buckets=BucketsReport("http://b:1", False, "http://b:1: timed out after 2s")))
+    assert "buckets http://b:1: UNREACHABLE (http://b:1: timed out after 2s)" in dead
 
 
 def test_config_refuses_a_consumer_that_is_not_site_slash_service(tmp_path: Path):
@@ -447,10 +447,10 @@ def test_a_detail_answer_without_counts_fails_the_poll_naming_the_bucket_and_the
 @pytest.mark.parametrize(
     "hanging, says",
     [
-        ({"/status/pipelines"}, "http://b:8004/status/pipelines: no answer within 0.5s"),
-        ({"/status/details/datatrail-a"}, "http://b:8004/status/details/datatrail-a: no answer within 0.5s"),
+        ({"/status/pipelines"}, "http://b:8004/status/pipelines: timed out after 0.5s"),
+        ({"/status/details/datatrail-a"}, "http://b:8004/status/details/datatrail-a: timed out after 0.5s"),
         ({"/status/details/datatrail-a", "/status/details/datatrail-b"},
-         "http://b:8004/status/details (2 requests): no answer within 0.5s"),
+         "http://b:8004/status/details (2 requests): timed out after 0.5s"),
     ],
 )
 def test_a_poll_timeout_names_the_requests_still_unanswered(hanging, says):

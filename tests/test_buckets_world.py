@@ -102,7 +102,7 @@ def test_status_links_buckets_to_the_engines_services(world, buckets_server, wor
 
 
 @pytest.mark.parametrize(("fault", "error"), [
-    ("slow", "no answer within 2s"),
+    ("slow", "timed out after 2s"),
     ("500", "HTTP 500 Internal Server Error"),
     ("garbage", "malformed answer: not JSON ('<html>502 Bad Gateway</html>\\x00{not json')"),
 ])

@@ -6,7 +6,6 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from dtmon.collectors.prometheus import (
     _api_error,
@@ -58,10 +57,10 @@ def test_derive_edges(pending, done, percent, rate, eta) -> None:
 
 def test_api_error_extracts_prometheus_message() -> None:
     body = b'{"status":"error","errorType":"bad_data","error":"1:7: parse error: unclosed left parenthesis"}'
-    exc = PrometheusApiClientException(f"HTTP Status Code 400 ({body!r})")
-    assert _api_error(exc) == "bad_data: 1:7: parse error: unclosed left parenthesis"
-    html = PrometheusApiClientException("HTTP Status Code 502 (b'<html>Bad gateway</html>')")
-    assert _api_error(html) == "HTTP 502: <html>Bad gateway</html>"
+    assert _api_error(400, body) == "bad_data: 1:7: parse error: unclosed left parenthesis"
+    assert _api_error(502, b"<html>Bad gateway</html>\n") == "HTTP 502: <html>Bad gateway</html>"
+    # The start of a longer error answer is never parsed as JSON, and shown as one short line.
+    assert _api_error(500, b'{"error": "' + b"x" * 5000, truncated=True) == 'HTTP 500: {"error": "' + "x" * 188 + "…"
 
 
 def test_by_site_sums_and_refuses_series_without_site() -> None:

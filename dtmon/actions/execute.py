@@ -166,7 +166,8 @@ class Executor:
         from ..collectors.swarm import SwarmCollector
 
         if site not in self._collectors:
-            self._collectors[site] = SwarmCollector(self.config.site(site), self.config.timeout)
+            self._collectors[site] = SwarmCollector(self.config.site(site), self.config.timeout, self.config.health,
+                                                    max_bytes=self.config.max_bytes)
         return self._collectors[site]
 
     def _client(self, site: str):

@@ -39,6 +39,7 @@ from ..config import BucketsConfig, Config
 from ..model import RUNNING, STATE_RANK, BucketsReport, BucketStatus, SiteStatus
 from ..redact import redact_url, scrub, url_secrets
 from ..workflow_env import TOKEN_HEADER, TOKEN_VARS, Token, find_token
+from . import bounded
 from .background import in_background
 
 if TYPE_CHECKING:  # httpx is imported where a poll needs it: `dtmon status` without [buckets] never pays for it
@@ -188,9 +189,11 @@ def link_consumers(report: BucketsReport, sites: Iterable[SiteStatus]) -> Bucket
 class BucketsCollector:
     """Polls one Buckets service; `poll()` never raises and keeps the last good buckets when it fails."""
 
-    def __init__(self, cfg: BucketsConfig, timeout: float, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, cfg: BucketsConfig, timeout: float, transport: httpx.AsyncBaseTransport | None = None,
+                 max_bytes: int = bounded.DEFAULT_MAX_BYTES):
         self.cfg = cfg
         self.timeout = timeout
+        self.max_bytes = max_bytes  #: the largest answer read
         self._transport = transport
         self.last = BucketsReport(url=redact_url(cfg.url), reachable=False, error="not polled yet")
         self.token, self.token_note = find_token(cfg.token_env)
@@ -211,7 +214,7 @@ class BucketsCollector:
         try:
             buckets = await asyncio.wait_for(self._fetch(), self.timeout)
         except (TimeoutError, asyncio.TimeoutError):
-            return self._failed(f"{self._unanswered_text()}: no answer within {self.timeout:g}s")
+            return self._failed(f"{self._unanswered_text()}: timed out after {self.timeout:g}s")
         except BucketsError as exc:
             return self._failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - a poll never raises; the error is shown instead
@@ -267,7 +270,7 @@ class BucketsCollector:
             try:
                 response = await client.head(f"{url}/version", timeout=budget)
             except httpx.TimeoutException:
-                return f"no answer within {budget:g}s"
+                return f"timed out after {budget:g}s"
             except httpx.HTTPError as exc:
                 return f"cannot connect: {exc or type(exc).__name__}"
             if response.status_code in (401, 403):
@@ -294,60 +297,65 @@ class BucketsCollector:
     async def _fetch(self) -> tuple[BucketStatus, ...]:
         import httpx
 
-        timeout = httpx.Timeout(self.timeout)
         if self._verify is None:
             https = any(url.startswith("https://") for url in self.cfg.urls)
             self._verify = httpx.create_ssl_context() if https else False
         headers = {TOKEN_HEADER: self.token.value} if self.token else {}
-        async with httpx.AsyncClient(
-            timeout=timeout, transport=self._transport, trust_env=False, verify=self._verify, headers=headers
-        ) as client:
-            self._unanswered = []
-            if self._needs_choice():
-                await self._choose(client)
-            client.base_url = self.active
-            names = await self._get_json(client, "/status/pipelines")
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise BucketsError(f"{self.active}/status/pipelines: expected a JSON list of bucket names")
-            wanted = select(names, self.cfg.include)
-            gate = asyncio.Semaphore(CONCURRENCY)
+        if self._transport is not None:  # a test's transport
+            client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), transport=self._transport,
+                                       trust_env=False, headers=headers)
+        else:
+            client = bounded.async_client(self.active, ssl_context=self._verify or None,
+                                          max_connections=CONCURRENCY, headers=headers)
+        # The poll's own timeout (`wait_for` in `poll`) names what it was waiting for; this deadline, a
+        # little later, is the backstop that ends every read on the network side.
+        with bounded.deadline(time.monotonic() + self.timeout + 0.25):
+            async with client:
+                self._unanswered = []
+                if self._needs_choice():
+                    await self._choose(client)
+                client.base_url = self.active
+                names = await self._get_json(client, "/status/pipelines")
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    raise BucketsError(f"{self.active}/status/pipelines: expected a JSON list of bucket names")
+                wanted = select(names, self.cfg.include)
+                gate = asyncio.Semaphore(CONCURRENCY)
 
-            async def one(name: str) -> BucketStatus:
-                path = f"/status/details/{quote(name, safe='')}"
-                async with gate:
-                    data = await self._get_json(client, path)
-                try:
-                    bucket = parse_counts(name, data)
-                except ValueError as exc:
-                    raise BucketsError(f"{self.active}{path}: malformed answer: {exc}") from None
-                return replace(bucket, consumer=consumer_for(name, self.cfg.consumers))
+                async def one(name: str) -> BucketStatus:
+                    path = f"/status/details/{quote(name, safe='')}"
+                    async with gate:
+                        data = await self._get_json(client, path)
+                    try:
+                        bucket = parse_counts(name, data)
+                    except ValueError as exc:
+                        raise BucketsError(f"{self.active}{path}: malformed answer: {exc}") from None
+                    return replace(bucket, consumer=consumer_for(name, self.cfg.consumers))
 
-            return tuple(await asyncio.gather(*(one(n) for n in wanted)))
+                return tuple(await asyncio.gather(*(one(n) for n in wanted)))
 
     async def _get_json(self, client: httpx.AsyncClient, path: str) -> Any:
-        import httpx
-
         url = f"{self.active}{path}"
         # Removed only once answered (or failed): a request cancelled by the poll's timeout stays listed.
         self._unanswered.append(path)
         try:
-            response = await client.get(path)
+            answer = await bounded.aget(client, path, seconds=self.timeout, max_bytes=self.max_bytes)
             self._unanswered.remove(path)
-        except httpx.TimeoutException:
-            raise BucketsError(f"{url}: no answer within {self.timeout:g}s") from None
-        except httpx.ConnectError as exc:
-            raise BucketsError(f"{url}: cannot connect: {exc or 'connection refused'}") from None
-        except httpx.HTTPError as exc:
-            raise BucketsError(f"{url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code in (401, 403):
-            text = unauthorized_text(response.status_code, self.token, self.cfg.token_env, self.token_note)
+        except bounded.TimedOut:
+            raise BucketsError(f"{url}: timed out after {self.timeout:g}s") from None
+        except bounded.ConnectFailed as exc:
+            raise BucketsError(f"{url}: cannot connect: {exc}") from None
+        except bounded.FetchError as exc:
+            raise BucketsError(f"{url}: {exc}") from None
+        if answer.status in (401, 403):
+            text = unauthorized_text(answer.status, self.token, self.cfg.token_env, self.token_note)
             raise BucketsError(f"{url}: {text}")
-        if response.status_code != 200:
-            raise BucketsError(f"{url}: HTTP {response.status_code} {response.reason_phrase}".rstrip())
+        if answer.status != 200:
+            raise BucketsError(f"{url}: HTTP {answer.status} {bounded.one_line(answer.reason, 60)}".rstrip())
         try:
-            return response.json()
-        except ValueError:
-            raise BucketsError(f"{url}: malformed answer: not JSON ({response.text[:40]!r})") from None
+            return answer.json()
+        except bounded.NotJson:
+            start = answer.body[:40].decode("utf-8", "replace")
+            raise BucketsError(f"{url}: malformed answer: not JSON ({start!r})") from None
 
 
 def start_poll(config: Config) -> Callable[[float], BucketsReport | None]:
@@ -358,11 +366,11 @@ def start_poll(config: Config) -> Callable[[float], BucketsReport | None]:
     """
     if config.buckets is None:
         return lambda _seconds: None
-    collector = BucketsCollector(config.buckets, config.timeout)
+    collector = BucketsCollector(config.buckets, config.timeout, max_bytes=config.max_bytes)
     return in_background(
         collector.poll_blocking,
         failed=lambda message: collector._failed(f"{collector.active}: {message}"),
         late=lambda: replace(collector.last, reachable=False,
-                             error=collector.shown(f"{collector.active}: no answer within {config.timeout:g}s")),
+                             error=collector.shown(f"{collector.active}: timed out after {config.timeout:g}s")),
         name="poll-buckets",
     )

@@ -111,8 +111,13 @@ def _chain(exc: BaseException):
 
 
 def engine_message(exc: BaseException) -> tuple[int | None, str]:
-    """(HTTP status, the engine's message) of an API error from docker-py or httpx; (None, "") otherwise."""
+    """(HTTP status, the engine's message) of an API error from `engine.Engine`, docker-py or httpx; (None, "")
+    otherwise."""
+    from .engine import EngineError
+
     for current in _chain(exc):
+        if isinstance(current, EngineError) and current.status is not None and current.status >= 400:
+            return current.status, current.message
         response = getattr(current, "response", None)
         status = getattr(response, "status_code", None)
         if isinstance(status, int) and status >= 400:

@@ -19,7 +19,9 @@ def poll_sites(config: Config, collectors: list[SwarmCollector] | None = None) -
     directory); collectors passed in belong to the caller, which keeps them across polls.
     """
     owned = not collectors
-    collectors = collectors or [SwarmCollector(site, config.timeout, config.health) for site in config.sites]
+    collectors = collectors or [
+        SwarmCollector(site, config.timeout, config.health, max_bytes=config.max_bytes) for site in config.sites
+    ]
     try:
         return _poll_all(config, collectors)
     finally:

@@ -4,12 +4,14 @@ Every query comes from the config (`[prometheus.queries]`, defaults in `dtmon.co
 with `$window` replaced by the configured window. All queries of one poll run at once, each in its
 own thread, evaluated at the same instant, and the poll gives up after the configured timeout: a
 query that fails (bad syntax, a timeout) is reported with its error and the others still count.
+Queries go over httpx through `bounded`: every read of a query ends by the poll's deadline (so no
+thread or connection outlives the poll, however slowly a server trickles) and no answer is read past
+the size cap.
 An empty query turns that check off. No Textual here.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
@@ -24,6 +26,7 @@ from .. import sanitize
 from ..config import Config, PrometheusConfig
 from ..model import PROGRESS_KINDS, FeedCheck, Progress, ProgressReport
 from ..redact import redact_url, scrub, url_secrets
+from . import bounded
 from .background import in_background
 
 #: A push older than this (seconds) is a problem by default (`[prometheus] max_push_age`): three missed
@@ -79,39 +82,16 @@ class _Unreachable(Exception):
     """The server did not answer (refused, timed out, broken connection)."""
 
 
-def _connection_error(exc: BaseException, timeout: float) -> str:
-    """A short reason for a failed connection, without urllib3's wrapping."""
-    import requests
-
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"timed out after {timeout:g}s"
-    text = str(exc)
-    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    if match:
-        return match.group(1).strip().lower()
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        if "RemoteDisconnected" in text or "Connection aborted" in text:
-            return "connection closed without an answer"
-    return f"{type(exc).__name__}: {text[:200]}"
-
-
-def _api_error(exc: Exception) -> str:
-    """Prometheus's own error from a non-200 answer, e.g. "bad_data: 1:12: parse error: ..."."""
-    text = str(exc)
-    match = re.match(r"HTTP Status Code (\d+) \((b(?:'.*'|\".*\"))\)$", text, re.S)
-    if not match:
-        return text[:300]
-    status, raw = match.group(1), match.group(2)
+def _api_error(status: int, body: bytes, truncated: bool = False) -> str:
+    """Prometheus's own error from a non-200 answer ("bad_data: 1:12: parse error: ..."), else the answer's
+    status and first line."""
     try:
-        body = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        body = raw
-    shown = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    try:
-        data = json.loads(shown)
-        return f"{data.get('errorType', 'error')}: {data['error']}"
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return f"HTTP {status}: {shown.strip()[:200]}"
+        data = json.loads(body) if not truncated else None
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return bounded.one_line(f"{data.get('errorType') or 'error'}: {data['error']}", 300)
+    except (ValueError, RecursionError):
+        pass
+    return f"HTTP {status}: {bounded.one_line(body)}"
 
 
 def _number(raw: Any) -> float | None:
@@ -267,9 +247,11 @@ class PrometheusCollector:
         timeout: float,
         site_order: Sequence[str] = (),
         max_push_age: float | None = None,
+        max_bytes: int = bounded.DEFAULT_MAX_BYTES,
     ) -> None:
         self.config = config
         self.timeout = timeout
+        self.max_bytes = max_bytes  #: the largest answer read for one query
         self.site_order = tuple(site_order)
         self.max_push_age = config.max_push_age if max_push_age is None else max_push_age
         self.url = redact_url(config.url)  #: the URL as shown: without its password
@@ -279,21 +261,10 @@ class PrometheusCollector:
         self._lock = threading.Lock()
 
     def _connect(self) -> Any:
-        # Imported here: requests costs ~0.09 s, paid only when a [prometheus] is configured.
-        import requests
-        from prometheus_api_client.prometheus_connect import PrometheusConnect
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
-
         with self._lock:
             if self._client is None:
-                session = requests.Session()
-                # The library's own adapter (10 connections) sits on the base URL; this longer prefix
-                # wins for the API and lets every query of a poll have its connection. No retries.
-                session.mount(f"{self.config.url}/api/", HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=_POOL))
-                self._client = PrometheusConnect(
-                    self.config.url, retry=Retry(total=0), timeout=self.timeout, session=session
-                )
+                # One connection per query: every query of a poll runs at once.
+                self._client = bounded.client(self.config.url, max_connections=_POOL)
             return self._client
 
     def close(self) -> None:
@@ -314,28 +285,27 @@ class PrometheusCollector:
                 jobs[f"{name}[range]"] = ("range", jobs[name][1])
         return jobs
 
-    def _run(self, client: Any, call: str, query: str, at: float) -> Any:
-        import requests
-        from prometheus_api_client.exceptions import PrometheusApiClientException
-
-        try:
-            if call == "instant":
-                return client.custom_query(query, params={"time": f"{at:.3f}"})
+    def _run(self, client: Any, call: str, query: str, at: float, budget: bounded.Budget | None = None) -> Any:
+        """One query's `result`, read within the poll's deadline and the size cap (and the poll's `budget`)."""
+        if call == "instant":
+            path, params = "/api/v1/query", {"query": query, "time": f"{at:.3f}"}
+        else:
             start, end, step = history_grid(at, window_seconds(self.config.window))
-            return client.custom_query_range(
-                query,
-                start_time=datetime.fromtimestamp(start, timezone.utc),
-                end_time=datetime.fromtimestamp(end, timezone.utc),
-                step=f"{step:g}",
-            )
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise _Unreachable(_connection_error(exc, self.timeout)) from None
-        except PrometheusApiClientException as exc:
-            raise ValueError(_api_error(exc)) from None
-        except requests.exceptions.JSONDecodeError:
+            path = "/api/v1/query_range"
+            params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        try:
+            answer = bounded.get(client, path, params=params, seconds=self.timeout, max_bytes=self.max_bytes,
+                                 budget=budget)
+        except (bounded.TimedOut, bounded.Unreachable) as exc:
+            raise _Unreachable(str(exc)) from None
+        except bounded.FetchError as exc:  # too large
+            raise ValueError(str(exc)) from None
+        if not answer.ok:
+            raise ValueError(_api_error(answer.status, answer.body, answer.truncated))
+        try:
+            return answer.json()["data"]["result"]
+        except bounded.NotJson:
             raise ValueError("the answer is not JSON (is this Prometheus?)") from None
-        except requests.exceptions.RequestException as exc:
-            raise ValueError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except (KeyError, TypeError, IndexError):
             raise ValueError("the answer is not a Prometheus query result") from None
 
@@ -349,6 +319,8 @@ class PrometheusCollector:
         except Exception as exc:  # noqa: BLE001 - a broken install must not take the dashboard down
             return self._failed(f"cannot create the Prometheus client: {exc}")
         jobs = self._jobs()
+        # The cap holds for the poll's answers together: eleven queries at once would hold eleven times it.
+        budget = bounded.Budget(self.max_bytes)
         results: dict[str, Any] = {}
         errors: dict[str, BaseException] = {}
         finished = threading.Lock()  # held while recording; a query that answers after the deadline is dropped
@@ -356,7 +328,8 @@ class PrometheusCollector:
 
         def run(name: str, call: str, query: str) -> None:
             try:
-                outcome, failure = self._run(client, call, query, at), None
+                with bounded.deadline(deadline):  # every read of the query ends by the poll's deadline
+                    outcome, failure = self._run(client, call, query, at, budget), None
             except Exception as exc:  # noqa: BLE001 - reported per query
                 outcome, failure = None, exc
             with finished:
@@ -461,7 +434,8 @@ def start_poll(config: Config) -> Callable[[float], ProgressReport | None]:
     """
     if config.prometheus is None:
         return lambda remaining: None
-    collector = PrometheusCollector(config.prometheus, config.timeout, site_order=[s.name for s in config.sites])
+    collector = PrometheusCollector(config.prometheus, config.timeout, site_order=[s.name for s in config.sites],
+                                    max_bytes=config.max_bytes)
     return in_background(
         collector.poll,
         failed=collector._failed,

@@ -1,7 +1,12 @@
-"""Swarm collector: one site's services, tasks and nodes through the Docker Engine API (docker-py)."""
+"""Swarm collector: one site's services, tasks and nodes through the Docker Engine API.
+
+Polls and the detail screen read the API through `engine.Engine` (httpx, every request within the poll's
+deadline and the size cap); actions get a docker-py client from `SwarmCollector.client()`.
+"""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import defaultdict
@@ -9,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 from .. import sanitize
 from ..redact import scrub, url_secrets
 from ..sanitize import LogLine
 from ..config import HealthConfig, SiteConfig, TlsConfig
+from . import bounded
+from .engine import Engine, EngineError, demux_logs, filters
 from ..model import (
     CRASHLOOP,
     DEGRADED,
@@ -386,14 +394,20 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _describe_error(exc: BaseException) -> str:
-    import docker.errors
+    if isinstance(exc, bounded.ConnectFailed):
+        return f"connection failed: {exc}"
+    if isinstance(exc, (SwarmError, bounded.FetchError)):
+        return str(exc)
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {bounded.one_line(str(exc), 160)}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"connection failed: {exc.strerror.lower()}"
+    import docker.errors  # what actions raise (they use docker-py)
     import requests
 
-    if isinstance(exc, SwarmError):
-        return str(exc)
     if isinstance(exc, docker.errors.APIError) and exc.response is not None:
         # Before the unwrapping below: an APIError is raised from the HTTPError, whose text is only the URL.
-        return f"engine said: {exc.explanation or exc}"
+        return f"engine said: {bounded.one_line(str(exc.explanation or exc))}"
     if isinstance(exc, docker.errors.DockerException) and isinstance(exc.__cause__, requests.exceptions.RequestException):
         # docker-py wraps a failed API version negotiation ("Error while fetching server API version: ...").
         return _describe_error(exc.__cause__)
@@ -406,10 +420,10 @@ def _describe_error(exc: BaseException) -> str:
                 return f"connection failed: {known.lower()}"
         return "connection failed"
     if isinstance(exc, docker.errors.APIError):
-        return f"engine said: {exc.explanation or exc}"
+        return f"engine said: {bounded.one_line(str(exc.explanation or exc))}"
     if isinstance(exc, docker.errors.DockerException):
-        return (str(exc).splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {exc}"
+        return bounded.one_line(str(exc))
+    return f"{type(exc).__name__}: {bounded.one_line(str(exc))}"
 
 
 _ENGINE_CLIENT: Any = None
@@ -440,11 +454,12 @@ class SwarmCollector:
     thread plus detail requests."""
 
     def __init__(self, site: SiteConfig, timeout: float, health: HealthConfig | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, max_bytes: int = bounded.DEFAULT_MAX_BYTES) -> None:
         from .managers import Endpoint
 
         self.site = site
         self.timeout = timeout
+        self.max_bytes = max_bytes  #: the largest answer read from the engine
         self.health = health or HealthConfig()
         #: "Now" for the crash-loop window and the poll's time: the wall clock, or a simulated world's.
         self.clock = clock or (lambda: datetime.now(timezone.utc))
@@ -453,6 +468,7 @@ class SwarmCollector:
         self.endpoints = [Endpoint(url, site, timeout) for url in site.endpoints]
         self._clients: dict[int, Any] = {}
         self.current = 0  #: the endpoint that answered last
+        self._engines: dict[int, Engine] = {}  #: the Engine API readers of polls and details, per manager
         self._lock = threading.Lock()
         self.last = SiteStatus(name=site.name, reachable=False, error="not polled yet")
 
@@ -499,15 +515,34 @@ class SwarmCollector:
             self.poll()
         return self.endpoints[self.current].cli_host(timeout)
 
+    def engine(self) -> Engine:
+        """The Engine API reader of the manager that answered last (the first one before any poll answered)."""
+        if not self.last.reachable and len(self.endpoints) > 1:
+            self.poll()  # find a manager that answers first
+        return self._engine_for(self.current, self.timeout)
+
+    def _engine_for(self, index: int, timeout: float) -> Engine:
+        """The Engine API reader of one manager (polls and details), made on first use."""
+        with self._lock:
+            engine = self._engines.get(index)
+        if engine is None:
+            endpoint = self.endpoints[index]
+            engine = Engine(endpoint.base_url(timeout), endpoint.tls, self.max_bytes)
+            with self._lock:
+                self._engines[index] = engine
+        return engine
+
     def _drop(self, index: int) -> None:
         with self._lock:
             client = self._clients.pop(index, None)
+            engine = self._engines.pop(index, None)
             self._retention = None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        for each in (client, engine):
+            if each is not None:
+                try:
+                    each.close()
+                except Exception:
+                    pass
 
     def reset(self) -> None:
         """Forget the clients so the next call reconnects and renegotiates."""
@@ -551,23 +586,19 @@ class SwarmCollector:
         started = time.perf_counter()
         budget = deadline - time.monotonic()
 
-        def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SwarmError(f"timed out after {round(budget, 1):g}s")
-            return left
-
-        client = self._client_for(index, remaining())
-        client.timeout = remaining()
-        services = client.services(filters={"label": STACK_LABEL}, status=True)
-        client.timeout = remaining()
-        tasks = client.tasks(filters={"label": STACK_LABEL})
-        client.timeout = remaining()
-        nodes = client.nodes()
-        retention = self._task_history(client, remaining)
+        stack = filters(label=STACK_LABEL)
+        with bounded.deadline(deadline):  # every read of these requests ends by it
+            try:
+                if budget <= 0:
+                    raise bounded.TimedOut("deadline passed")
+                engine = self._engine_for(index, budget)
+                services = engine.get_list("/services", {"filters": stack, "status": "true"}, seconds=budget)
+                tasks = engine.get_list("/tasks", {"filters": stack}, seconds=budget)
+                nodes = engine.get_list("/nodes", seconds=budget)
+                retention = self._task_history(engine, budget)
+            except bounded.TimedOut:
+                raise SwarmError(f"timed out after {round(budget, 1):g}s") from None
         now = self.clock()
-        if not isinstance(services, list) or not isinstance(tasks, list) or not isinstance(nodes, list):
-            raise SwarmError("engine answered with something other than a list")
         latency = (time.perf_counter() - started) * 1000
         running = running_per_node(tasks)
         return SiteStatus(
@@ -581,24 +612,21 @@ class SwarmCollector:
                         if isinstance(n, dict) and isinstance(n.get("ID"), str) and n["ID"]),
         )
 
-    def _task_history(self, client: Any, remaining: Any) -> int | None:
+    def _task_history(self, engine: Engine, seconds: float) -> int | None:
         """The swarm's TaskHistoryRetentionLimit (GET /swarm), read once per TASK_HISTORY_TTL; the default when unsaid.
 
         A negative limit keeps every task (nothing is reaped): returned as None, a count never capped.
         """
-        import docker.errors
-
         cached = self._retention
         if cached is not None and time.monotonic() - cached[1] < TASK_HISTORY_TTL:
             return cached[0]
-        client.timeout = remaining()
         limit: int | None = DEFAULT_TASK_HISTORY
         try:
-            spec = _dict(_dict(client.inspect_swarm()).get("Spec"))
+            spec = _dict(_dict(engine.get_json("/swarm", seconds=seconds)).get("Spec"))
             value = _dict(spec.get("Orchestration")).get("TaskHistoryRetentionLimit")
             if isinstance(value, int) and not isinstance(value, bool):
                 limit = value if value >= 0 else None
-        except docker.errors.APIError:  # not a manager, or an engine that does not say: Docker's default
+        except (EngineError, bounded.NotJson):  # not a manager, or an engine that does not say: Docker's default
             pass
         self._retention = (limit, time.monotonic())
         return limit
@@ -631,28 +659,32 @@ class SwarmCollector:
         """Tasks of one service (history included) and the tail of its logs; raises on failure."""
         if service.id is None:
             return ServiceDetail(tasks=(), logs=(), logs_error="service is not deployed")
-        client = self.client(self.timeout)
+        engine = self.engine()
         hostnames = {n.id: n.hostname for n in self.last.nodes}
-        raw = client.tasks(filters={"service": service.id})
-        if not isinstance(raw, list):
-            raise SwarmError("engine answered with something other than a list of tasks")
-        tasks = sorted(
-            (task_info(t, hostnames) for t in raw if isinstance(t, dict)),
-            key=lambda t: (t.slot or 0, -(t.since.timestamp() if t.since else 0)),
-        )
-        from .logs import TaskNames, read_logs
+        from .logs import TaskNames, parse_entry, split_lines
 
-        logs: tuple[LogLine, ...] = ()
-        entries: tuple[Any, ...] = ()
-        logs_error = None
-        names = TaskNames({t.id: (service.name, t.slot) for t in tasks},
-                          {n.id: n.hostname for n in self.last.nodes})
-        try:
-            read = list(read_logs(client, service.id, tail=log_lines))[-log_lines:]
-            entries = tuple(replace(e, source=names.source(e)) for e in read)
-            logs = tuple(e.line for e in entries)
-        except Exception as exc:
-            logs_error = describe_error(exc)
+        with bounded.deadline(time.monotonic() + self.timeout):  # tasks and logs, within one timeout
+            try:
+                raw = engine.get_list("/tasks", {"filters": filters(service=service.id)}, seconds=self.timeout)
+            except bounded.TimedOut:
+                raise SwarmError(f"timed out after {self.timeout:g}s") from None
+            tasks = sorted(
+                (task_info(t, hostnames) for t in raw if isinstance(t, dict)),
+                key=lambda t: (t.slot or 0, -(t.since.timestamp() if t.since else 0)),
+            )
+            logs: tuple[LogLine, ...] = ()
+            entries: tuple[Any, ...] = ()
+            logs_error = None
+            names = TaskNames({t.id: (service.name, t.slot) for t in tasks}, hostnames)
+            try:
+                # As `logs.read_logs` asks (timestamps and details), but through the bounded reader.
+                params = {"stdout": "1", "stderr": "1", "tail": str(log_lines), "timestamps": "1", "details": "1"}
+                answer = engine.get(f"/services/{quote(service.id, safe='')}/logs", params, seconds=self.timeout)
+                read = [parse_entry(line) for line in split_lines([demux_logs(answer.body)])][-log_lines:]
+                entries = tuple(replace(e, source=names.source(e)) for e in read)
+                logs = tuple(e.line for e in entries)
+            except Exception as exc:
+                logs_error = describe_error(exc)
         return ServiceDetail(tasks=tuple(tasks), logs=logs, logs_error=logs_error, entries=entries)
 
     # -- inspect --------------------------------------------------------------

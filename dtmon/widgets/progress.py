@@ -189,7 +189,7 @@ class FeedsTable(KeyedTable):
 
 class ProgressPane(SourcePane):
     """Prometheus's summary line over the progress table and the feeds table; polls Prometheus itself when
-    given a collector (blocking: prometheus-api-client, so each poll runs in a thread worker)."""
+    given a collector (blocking: each poll runs in a thread worker)."""
 
     VIEW_TITLE = "progress"
     SUMMARY_ID = "progress-summary"
