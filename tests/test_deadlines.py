@@ -255,7 +255,7 @@ def test_detail_logs_from_a_trickling_engine_time_out_and_the_tasks_still_show(s
         assert status.reachable, status.error
         (service,) = status.services
         good = collector.detail(service)
-        assert good.logs == ("line 0", "line 1", "line 2") and good.logs_error is None
+        assert [line.text for line in good.logs] == ["line 0", "line 1", "line 2"] and good.logs_error is None
         server.path_modes["/services/"] = "trickle"
         started = time.monotonic()
         slow = collector.detail(service)
