@@ -586,8 +586,10 @@ class HostileServer:
 
     def __init__(self, routes: dict[str, Any], *, socket_path: str | Path | None = None, mode: str = "ok",
                  trickle_every: float = 0.5, huge_bytes: int = 100 * 1024 * 1024,
-                 error_bytes: int = 50 * 1024 * 1024) -> None:
+                 error_bytes: int = 50 * 1024 * 1024, ssl_context: Any = None) -> None:
         self.routes = routes
+        #: a server-side ssl.SSLContext: speak TLS (as a tcp:// engine with --tlsverify does)
+        self.ssl_context = ssl_context
         self.mode = mode
         #: path prefix -> mode, for those paths instead of `mode` (e.g. only the logs trickle)
         self.path_modes: dict[str, str] = {}
@@ -607,11 +609,11 @@ class HostileServer:
 
     @property
     def url(self) -> str:
-        """unix:///path for an engine; http://127.0.0.1:PORT otherwise."""
+        """unix:///path for an engine; http://127.0.0.1:PORT (https:// with TLS) otherwise."""
         assert self._server is not None
         if self.socket_path:
             return f"unix://{self.socket_path}"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http{'s' if self.ssl_context else ''}://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> HostileServer:
         owner = self
@@ -660,6 +662,14 @@ class HostileServer:
         with self._lock:
             self.open += 1
             self.connections += 1
+        if self.ssl_context is not None:
+            sock.settimeout(5)
+            try:
+                sock = self.ssl_context.wrap_socket(sock, server_side=True)
+            except OSError:  # a refused handshake (no client certificate, wrong CA): the client says why
+                with self._lock:
+                    self.open -= 1
+                return
         sock.settimeout(0.2)
         buffered = b""
         try:

@@ -49,25 +49,27 @@ def write_config(tmp_path: Path, engine: str | None = None, buckets: str | None 
     return path
 
 
+#: `python -m dtmon` that writes its peak resident size (VmHWM, KB) to $PEAK_FILE as it exits. Measured
+#: inside: a child's ru_maxrss also counts the pages of the (large) test process it was forked from.
+_PEAK = """import atexit, os, re, runpy, sys
+def peak():
+    with open(os.environ["PEAK_FILE"], "w") as f:
+        f.write(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+atexit.register(peak)
+sys.argv = ["dtmon", *sys.argv[1:]]
+runpy.run_module("dtmon", run_name="__main__")
+"""
+
+
 def status(path: Path, timeout: float = 60) -> tuple[dict, float, int]:
-    """`dtmon status --json`: (its report, seconds it took, its peak RSS in KB)."""
+    """`dtmon status --json`: (its report, seconds it took, its peak resident size in KB)."""
+    peak_file = path.parent / "peak"
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "dtmon", "--config", str(path), "status", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    try:
-        out = proc.stdout.read()  # type: ignore[union-attr]
-        err = proc.stderr.read()  # type: ignore[union-attr]
-        _, code, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(code)
-    finally:
-        timer.cancel()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+    proc = subprocess.run([sys.executable, "-c", _PEAK, "--config", str(path), "status", "--json"],
+                          capture_output=True, timeout=timeout, env={**os.environ, "PEAK_FILE": str(peak_file)})
     took = time.monotonic() - started
-    assert proc.returncode == 1, (proc.returncode, err.decode()[-2000:])
-    return json.loads(out), took, usage.ru_maxrss
+    assert proc.returncode == 1, (proc.returncode, proc.stderr.decode()[-2000:])
+    return json.loads(proc.stdout), took, int(peak_file.read_text())
 
 
 def threads_and_fds() -> tuple[int, int]:
@@ -378,3 +380,62 @@ async def test_dashboard_memory_stays_bounded_against_100mb_answers(tmp_path):
         grew = _hwm_kb() - before
     # 8 MB read (at most) from each source at a time, a poll's Prometheus queries sharing theirs.
     assert grew < 100 * 1024, f"peak resident size grew by {grew / 1024:.0f} MB"
+
+
+# ---------------------------------------------------------------------------
+# tcp:// with TLS: the same reader, with the site's CA and client certificate.
+# ---------------------------------------------------------------------------
+
+
+def make_certs(where: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=dtmon test CA")
+    for name, usage in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                        ("client", "extendedKeyUsage=clientAuth")):
+        (where / f"{name}.ext").write_text(usage + "\n")
+        openssl("req", "-new", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return {name: where / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_a_tls_engine_is_read_with_the_sites_ca_and_client_certificate_and_bounded_too(tmp_path):
+    import ssl
+
+    from dtmon.config import TlsConfig
+
+    certs = make_certs(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs["server.pem"], certs["server.key"])
+    context.load_verify_locations(certs["ca.pem"])
+    context.verify_mode = ssl.CERT_REQUIRED  # as dockerd --tlsverify
+    tls = TlsConfig(certs["ca.pem"], certs["client.pem"], certs["client.key"])
+    with HostileServer(engine_routes(), ssl_context=context) as server:
+        url = server.url.replace("https://", "tcp://")
+        collector = SwarmCollector(replace_url(site(url), tls), TIMEOUT)
+        status = collector.poll()
+        assert status.reachable, status.error
+        assert [s.name for s in status.services] == ["web_app"]
+        server.mode = "trickle"
+        started = time.monotonic()
+        slow = collector.poll()
+        assert time.monotonic() - started < TIMEOUT + 1.0
+        assert slow.error == "timed out after 1s"
+        collector.close()
+        # Without the client certificate the engine refuses the handshake: one line that says TLS.
+        server.mode = "ok"
+        anonymous = SwarmCollector(replace_url(site(url), TlsConfig(certs["ca.pem"])), TIMEOUT)
+        refused = anonymous.poll()
+        anonymous.close()
+    assert not refused.reachable
+    assert refused.error == "connection failed: TLS: tlsv13 alert certificate required", refused.error
+
+
+def replace_url(config: SiteConfig, tls) -> SiteConfig:
+    from dataclasses import replace
+
+    return replace(config, tls=tls)

@@ -340,6 +340,9 @@ def _failure(exc: Exception, seconds: float) -> FetchError:
         return exc
     if isinstance(exc, httpx.TimeoutException):
         return TimedOut(f"timed out after {seconds:g}s")
+    if isinstance(exc, (httpx.ConnectError, httpx.ReadError)) and _is_tls(exc):
+        # A refused handshake; with TLS 1.3 a refused client certificate shows at the first read.
+        return ConnectFailed(tls_reason(exc))
     if isinstance(exc, httpx.ConnectError):
         return ConnectFailed(connect_reason(exc))
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
@@ -350,6 +353,24 @@ def _failure(exc: Exception, seconds: float) -> FetchError:
     if isinstance(exc, httpx.HTTPError):
         return Unreachable(f"{type(exc).__name__}: {one_line(str(exc))}")
     return FetchError(f"{type(exc).__name__}: {one_line(str(exc))}")
+
+
+def _is_tls(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "[SSL" in str(exc)
+
+
+def tls_reason(exc: BaseException) -> str:
+    """A refused TLS handshake, short: "TLS: certificate verify failed: unable to get local issuer certificate"."""
+    import re
+
+    text = str(exc)
+    match = re.search(r"\[SSL(?:: [A-Z0-9_]+)?\] (.*?)(?: \(_ssl\.c:\d+\))?$", text)
+    return f"TLS: {one_line(match.group(1) if match else text, 160)}"
 
 
 def connect_reason(exc: BaseException) -> str:
@@ -363,8 +384,6 @@ def connect_reason(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror.lower()
-    if isinstance(exc, ssl.SSLError) or "SSL" in text or "certificate" in text:
-        return f"TLS: {one_line(text, 160)}"
     return one_line(text) or "connection failed"
 
 
