@@ -439,3 +439,37 @@ def replace_url(config: SiteConfig, tls) -> SiteConfig:
     from dataclasses import replace
 
     return replace(config, tls=tls)
+
+
+async def test_detail_screen_shows_trickling_logs_timed_out_within_timeout_plus_1s(tmp_path, sock):
+    from dtmon.app import DtmonApp
+    from dtmon.screens.detail import DetailScreen
+    from dtmon.widgets.table import ServicesTable
+
+    with HostileServer(engine_routes(), socket_path=sock) as engine:
+        app = DtmonApp(load(write_config(tmp_path, engine.url, refresh=0.5)))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.sites["hostile"].reachable, 10)
+            table = app.query_one(ServicesTable)
+            target = next(s.key for s in app.sites["hostile"].services)
+            await pilot.press(*["down"] * _row_index(table, target))
+            await pilot.press("enter")
+            assert isinstance(app.screen, DetailScreen)
+            screen = app.screen
+            await _until(pilot, lambda: screen.fetches >= 1, 10)
+            assert screen.detail is not None and screen.detail.logs_error is None
+            engine.path_modes["/services/"] = "trickle"  # only the logs
+            fetches = screen.fetches
+            took = await _until(pilot, lambda: screen.fetches > fetches and screen.detail.logs_error is not None, 10)
+            assert took < 0.5 + TIMEOUT + 1.0, took
+            label = str(screen.query_one("#logs-label").render())
+            assert label == "logs — timed out after 1s", label
+            assert [t.id for t in screen.detail.tasks] == ["task0000"]  # the tasks still came
+
+
+def _row_index(table, key: str) -> int:
+    """The row index of `key` in a DataTable."""
+    for index in range(table.row_count):
+        if table.coordinate_to_cell_key((index, 0))[0].value == key:
+            return index
+    raise AssertionError(f"no row {key}")
