@@ -345,9 +345,13 @@ def _failure(exc: Exception, seconds: float) -> FetchError:
         return TimedOut(f"timed out after {seconds:g}s")
     if isinstance(exc, (httpx.ConnectError, httpx.ReadError)) and _is_tls(exc):
         # A refused handshake; with TLS 1.3 a refused client certificate shows at the first read.
-        return ConnectFailed(tls_reason(exc))
+        failed = ConnectFailed(tls_reason(exc))
+        failed.__cause__ = exc  # the ssl.SSLError, for whoever explains TLS failures in more detail (managers)
+        return failed
     if isinstance(exc, httpx.ConnectError):
-        return ConnectFailed(connect_reason(exc))
+        failed = ConnectFailed(connect_reason(exc))
+        failed.__cause__ = exc
+        return failed
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
         text = str(exc)
         if "without sending" in text or "closed" in text.lower() or not text:
