@@ -417,11 +417,11 @@ def test_the_task_history_limit_is_read_from_the_swarm(world):
     kko.docker("swarm", "update", "--task-history-limit", "7")
     collector = SwarmCollector(config.site("kko"), timeout=5.0)
     try:
-        assert collector._task_history(collector.client(5.0), lambda: 5.0) == 7
+        assert collector._task_history(collector.engine(), 5.0) == 7
         kko.docker("swarm", "update", "--task-history-limit", "5")
-        assert collector._task_history(collector.client(5.0), lambda: 5.0) == 7  # read again only after a while
+        assert collector._task_history(collector.engine(), 5.0) == 7  # read again only after a while
         collector.reset()  # a new connection reads it afresh
-        assert collector._task_history(collector.client(5.0), lambda: 5.0) == 5
+        assert collector._task_history(collector.engine(), 5.0) == 5
     finally:
         kko.docker("swarm", "update", "--task-history-limit", "5")
         collector.close()
