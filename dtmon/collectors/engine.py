@@ -81,8 +81,11 @@ class Engine:
     def _get(self, path: str, params: Any, seconds: float) -> bounded.Answer:
         answer = bounded.get(self.http, path, params=params, seconds=seconds, max_bytes=self.max_bytes)
         if not answer.ok:
-            said = (bounded.error_message(answer.body) if not answer.truncated else None) or bounded.one_line(answer.body)
-            raise EngineError(f"engine said: {answer.error_line()}", answer.status, said)
+            message = bounded.error_message(answer.body) if not answer.truncated else None
+            # The engine's own message when it gives one ({"message": ...}), as the docker CLI shows it;
+            # else the status and the start of the body.
+            text = f"engine said: {message}" if message else f"engine said: {answer.error_line()}"
+            raise EngineError(text, answer.status, message or bounded.one_line(answer.body))
         return answer
 
     def negotiate(self, seconds: float) -> str:
