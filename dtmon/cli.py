@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(describe(config))
         return EXIT_OK
-    if args.command in ("restart", "redeploy", "plan", "audit"):
+    if args.command in ("restart", "scale", "rollback", "redeploy", "plan", "audit"):
         from .actions.cli import run as run_action
 
         return run_action(args.command, config, args)

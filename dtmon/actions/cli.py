@@ -1,4 +1,4 @@
-"""The action subcommands: `restart`, `redeploy`, `plan`, `audit` (same guards, lock and audit as the TUI)."""
+"""The action subcommands: `restart`, `scale`, `rollback`, `redeploy`, `plan`, `audit` (same guards, lock and audit as the TUI)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _replicas(text: str) -> int:
+    from ..config import MAX_REPLICAS
+    from ..config_values import shown
+
+    if not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) > MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"expected a whole number of replicas from 0 to {MAX_REPLICAS}, got {shown(text)}")
+    return int(text)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register restart, redeploy, plan and audit on dtmon's subcommand parser."""
 
@@ -63,6 +72,37 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     restart.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     restart.add_argument("--wait-timeout", type=_wait_seconds, default=300.0, metavar="S", help="seconds to wait (300)")
     common(restart)
+
+    scale = sub.add_parser(
+        "scale",
+        help="set the replicas of one service (like `docker service scale`)",
+        description="Scale one replicated service at one site to REPLICAS through the Engine API, as `docker service "
+        "scale` does, and wait until every replica runs for [deploy] monitor seconds (15) with no failure; failures "
+        "from before the scale do not count. Refused for a global service and while it is updating; warns when its "
+        "compose file says another number (the next redeploy puts that back). Exit 0 when converged, 1 when refused "
+        "or failed, 2 in read-only mode.",
+    )
+    scale.add_argument("site")
+    scale.add_argument("service", help="swarm name (stack_service) or the short name when unique")
+    scale.add_argument("replicas", type=_replicas, help="the number of replicas (0 to 1000000)")
+    scale.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    scale.add_argument("--wait-timeout", type=_wait_seconds, default=300.0, metavar="S", help="seconds to wait (300)")
+    common(scale)
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="roll one service back to its previous spec (like `docker service rollback`)",
+        description="Roll one service at one site back to the engine's previous spec (its PreviousSpec), as `docker "
+        "service rollback` does, and wait until every replica of it runs for [deploy] monitor seconds (15) with no "
+        "failure. The plan says what changes: image, replicas, env keys (never their values). Refused when the "
+        "service has no previous spec and while it is updating. Exit 0 when converged, 1 when refused or failed, "
+        "2 in read-only mode.",
+    )
+    rollback.add_argument("site")
+    rollback.add_argument("service", help="swarm name (stack_service) or the short name when unique")
+    rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rollback.add_argument("--wait-timeout", type=_wait_seconds, default=300.0, metavar="S", help="seconds to wait (300)")
+    common(rollback)
 
     redeploy = sub.add_parser(
         "redeploy",
@@ -100,7 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     audit.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (TOML)")
 
 
-COMMANDS = ("restart", "redeploy", "plan", "audit")
+COMMANDS = ("restart", "scale", "rollback", "redeploy", "plan", "audit")
 
 
 def allowed(config: Config, args: argparse.Namespace) -> bool:
@@ -235,6 +275,16 @@ def _run(command: str, config: Config, args: argparse.Namespace, stdin: TextIO, 
         from .plan import plan_restart
 
         plan = plan_restart(config, snapshot(config), args.site, args.service)
+    elif command == "scale":
+        from ..collectors.poll import snapshot
+        from .service_plan import gather_scale
+
+        plan = gather_scale(config, snapshot(config), args.site, args.service, args.replicas)
+    elif command == "rollback":
+        from ..collectors.poll import snapshot
+        from .service_plan import gather_rollback
+
+        plan = gather_rollback(config, snapshot(config), args.site, args.service)
     else:
         from .plan import resume_plan
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import Config, parse_compose
 from ..redact import redact_url
 from ..sanitize import clean_lines
-from . import announce, gitrepo, restart
+from . import announce, gitrepo, restart, service_ops
 from .audit import OUTCOME, START, STEP, AuditLog
 from .converge import NotConverging, Watch
 from .lock import ActionLock, lock_path, who
@@ -26,10 +26,14 @@ from .plan import (
     PULL,
     REMOVE,
     RESTART,
+    ROLLBACK,
+    SCALE,
     STACK_LABEL,
     WAIT_CONVERGED,
     WAIT_GONE,
+    WAIT_ROLLED_BACK,
     WAIT_RUNNING,
+    WAIT_SCALED,
     Plan,
     Step,
     left_states,
@@ -152,6 +156,7 @@ class Executor:
         self._collectors: dict[str, Any] = {}
         self._cancel = threading.Event()  #: set on Ctrl-C: a step still running in its helper thread gives up
         self._proc: subprocess.Popen | None = None  #: the command a step is running, killed on Ctrl-C
+        self._ended: dict[str, frozenset[str]] = {}  #: service id -> its tasks that had ended before a scale/rollback
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -348,6 +353,32 @@ class Executor:
                     raise StepFailed(str(exc)) from None
 
             return self._wait(run, check, f"{step.service} to converge")
+        if step.kind in (SCALE, ROLLBACK):
+            assert step.site and step.service_id
+            client = self._client(step.site)
+            self._ended[step.service_id] = service_ops.ended_tasks(client, step.service_id)
+            try:
+                if step.kind == SCALE:
+                    assert step.replicas is not None
+                    before = service_ops.scale(client, step.service_id, step.service, step.replicas)
+                    return f"replicas {before} -> {step.replicas}"
+                service_ops.rollback(client, step.service_id, step.service)
+            except restart.RestartError as exc:
+                raise StepFailed(str(exc)) from None
+            return "rolling back to the previous spec"
+        if step.kind in (WAIT_SCALED, WAIT_ROLLED_BACK):
+            assert step.site and step.service_id
+            watch = self._watch()
+            ignore = self._ended.get(step.service_id, frozenset())
+
+            def settled() -> tuple[bool, str]:
+                try:
+                    return service_ops.convergence(self._client(step.site), step.service_id, step.service, watch,
+                                                   ignore, rolling_back=step.kind == WAIT_ROLLED_BACK)
+                except restart.RestartError as exc:
+                    raise StepFailed(str(exc)) from None
+
+            return self._wait(run, settled, f"{step.service} to converge")
         raise StepFailed(f"unknown step kind {step.kind!r}")
 
     # -- the run -----------------------------------------------------------------------

@@ -30,9 +30,15 @@ DEPLOY = "deploy"  #: docker stack deploy --with-registry-auth
 WAIT_RUNNING = "wait-running"  #: until every service of the stack runs its desired replicas, steadily
 RESTART = "restart"  #: rolling restart (ForceUpdate + 1), like `docker service update --force`
 WAIT_CONVERGED = "wait-converged"  #: until every replica of the new spec runs, or the update failed
+SCALE = "scale"  #: set a replicated service's replicas, like `docker service scale`
+ROLLBACK = "rollback"  #: back to the engine's previous spec, like `docker service rollback`
+WAIT_SCALED = "wait-scaled"  #: as wait-converged, after a scale (failures from before it do not count)
+WAIT_ROLLED_BACK = "wait-rolled-back"  #: as wait-converged, after a rollback (its rollback states are progress)
 
 REDEPLOY = "redeploy"
 RESTART_ACTION = "restart"
+SCALE_ACTION = "scale"
+ROLLBACK_ACTION = "rollback"
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class Step:
     service_id: str | None = None  #: the service id the operator saw (restart)
     payload: str | None = None  #: JSON body (announce)
     url: str | None = None  #: webhook (announce)
+    replicas: int | None = None  #: the replicas asked for (scale)
 
     @property
     def key(self) -> tuple[str, str | None, str | None, str | None]:
@@ -116,6 +123,7 @@ class Plan:
     core: bool = False  #: a core redeploy: needs the stack name typed to confirm
     snapshot_at: datetime | None = None  #: when the snapshot this plan acts on was taken
     resumed_from: int | None = None  #: index in the full plan this one resumes at
+    replicas: int | None = None  #: the replicas asked for (scale)
 
     @property
     def ok(self) -> bool:
@@ -125,6 +133,10 @@ class Plan:
     def title(self) -> str:
         if self.action == RESTART_ACTION:
             return f"restart {self.target} at {self.site}"
+        if self.action == SCALE_ACTION:
+            return f"scale {self.target} at {self.site} to {self.replicas}"
+        if self.action == ROLLBACK_ACTION:
+            return f"roll back {self.target} at {self.site}"
         return f"redeploy {self.target} at {self.site}" + (" (core: every datatrail stack goes down)" if self.core else "")
 
     def text(self, title: bool = True, steps_first: bool = False) -> str:
@@ -478,6 +490,10 @@ _LEFT = {
     WAIT_RUNNING: "running",
     RESTART: "restarting",
     WAIT_CONVERGED: "restarted and converged",
+    SCALE: "scaled, not yet confirmed running",
+    WAIT_SCALED: "scaled and converged",
+    ROLLBACK: "rolling back, not yet confirmed running",
+    WAIT_ROLLED_BACK: "rolled back and converged",
 }
 
 

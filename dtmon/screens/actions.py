@@ -93,6 +93,38 @@ class ConfirmPlan(ModalScreen[bool]):
         self.dismiss(False)
 
 
+class ScaleDialog(ModalScreen["int | None"]):
+    """How many replicas: the number typed (checked as `dtmon scale` checks it), or None when cancelled."""
+
+    CSS_PATH = [actions_stylesheet()]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without scaling")]
+
+    def __init__(self, service: ServiceStatus) -> None:
+        super().__init__(id="scale-dialog")
+        self.service = service
+
+    def compose(self) -> ComposeResult:
+        service = self.service
+        with Vertical(id="scale-box"):
+            yield Static(Content.styled(f"scale {service.name} at {service.site}", "bold"), markup=False)
+            yield Static(Content(f"now {service.running}/{service.desired} running; replicas wanted "
+                                 "(enter shows the plan):"), markup=False)
+            yield Input(str(service.desired), id="replicas", restrict=r"[0-9]*", max_length=9)
+            yield Static(id="scale-error", markup=False)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        from ..actions.cli import _replicas
+
+        try:
+            self.dismiss(_replicas(event.value.strip()))
+        except Exception as exc:  # argparse.ArgumentTypeError: said in the dialog, which stays
+            self.query_one("#scale-error", Static).update(Content(str(exc)))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 # ---------------------------------------------------------------------------
 # Progress screen.
 # ---------------------------------------------------------------------------
@@ -319,6 +351,10 @@ ACTION_BINDINGS = [
     Binding("R", "restart_service", "Restart",
             tooltip="Restart the selected service, or the consumer of the selected bucket (rolling, like `service update --force`)"),
     Binding("D", "redeploy_stack", "Redeploy", tooltip="Redeploy the selected stack (or the selected service's stack)"),
+    Binding("S", "scale_service", "Scale",
+            tooltip="Scale the selected service: type the replicas, then the plan (like `docker service scale`)"),
+    Binding("U", "rollback_service", "Roll back",
+            tooltip="Roll the selected service back to its previous spec (like `docker service rollback`)"),
 ]
 
 
@@ -334,7 +370,7 @@ class Selection:
 
 
 class ActionsMixin:
-    """Restart and redeploy keys for the dashboard app; mixed in only when actions are allowed."""
+    """Restart, redeploy, scale and rollback keys for the dashboard app; mixed in only when actions are allowed."""
 
     #: seconds each wait step may take
     action_wait_timeout: float = 300.0
@@ -404,12 +440,14 @@ class ActionsMixin:
             return f"a plan is being made ({self.planning}): wait for its dialog"
         if any(isinstance(s, ConfirmPlan) for s in self.screen_stack):
             return "a plan is already waiting for confirmation"
+        if any(isinstance(s, ScaleDialog) for s in self.screen_stack):
+            return "the scale dialog is open"
         if (running := self.running_action()) is not None:
             return f"{running.plan.title} is running"
         return None
 
     def check_action(self: Any, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("restart_service", "redeploy_stack"):
+        if action in ("restart_service", "redeploy_stack", "scale_service", "rollback_service"):
             if isinstance(self.screen, (ModalScreen, Progress)):
                 return False
             return True  # the action says why when there is nothing to act on
@@ -508,6 +546,65 @@ class ActionsMixin:
             name="plan redeploy",
             group="action",
         )
+
+    def _one_service(self: Any, key: str, does: str, do: str) -> ServiceStatus | None:
+        """The service S or U acts on (the visible selection), or None with a notice why there is none."""
+        if why := self.busy():
+            self.notify(f"{key} ignored: {why}", severity="warning", markup=False)
+            return None
+        chosen = self.selection()
+        if chosen.view not in ("services", "detail"):
+            self.notify(f"{key} {does} a service: nothing to {do} in the {chosen.view} view "
+                        "(select a service in the services view, key 1)", severity="warning", markup=False)
+            return None
+        if chosen.service is None:
+            self.notify(f"select a service to {do}", severity="warning", markup=False)
+            return None
+        return chosen.service
+
+    def _plan_in_worker(self: Any, what: str, make: Any, fallback: Plan) -> None:
+        """Make a plan in a thread (it reads a file or asks an engine), then the confirm dialog."""
+        self.planning = what
+
+        def gather() -> None:
+            try:
+                plan = make()
+            except Exception as exc:  # never leave `planning` set: every later key would be refused
+                from dataclasses import replace
+
+                plan = replace(fallback, refusal=f"the plan could not be made: {exc}")
+            self.post_message(PlanReady(plan))
+
+        self.run_worker(gather, thread=True, exit_on_error=False, name=f"plan {fallback.action}", group="action")
+
+    def action_scale_service(self: Any) -> None:
+        service = self._one_service("S", "scales", "scale")
+        if service is None:
+            return
+        snap = self.seen_snapshot()
+
+        def chosen(replicas: int | None) -> None:
+            if replicas is None:
+                return
+            from ..actions.service_plan import gather_scale
+
+            self._plan_in_worker(f"scale of {service.name} at {service.site}",
+                                 lambda: gather_scale(self.config, snap, service.site, service.name, replicas),
+                                 Plan("scale", service.site, service.name, replicas=replicas))
+
+        self.push_screen(ScaleDialog(service), chosen)
+
+    def action_rollback_service(self: Any) -> None:
+        service = self._one_service("U", "rolls back", "roll back")
+        if service is None:
+            return
+        from ..actions.service_plan import gather_rollback
+
+        snap = self.seen_snapshot()
+        self.notify(f"planning rollback of {service.name} at {service.site}: reading its previous spec…", markup=False)
+        self._plan_in_worker(f"rollback of {service.name} at {service.site}",
+                             lambda: gather_rollback(self.config, snap, service.site, service.name),
+                             Plan("rollback", service.site, service.name))
 
     def on_plan_ready(self: Any, message: PlanReady) -> None:
         self.planning = None
