@@ -85,6 +85,52 @@ def test_a_docker_cert_path_directory_reaches_the_tls_engine(tls_site, tmp_path)
     assert status.manager == url
 
 
+def test_the_event_stream_over_tls(tls_site, tmp_path):
+    import time
+
+    from dtmon.collectors.events import EventStream
+
+    engine, url, dirs, compose, _ = tls_site
+
+    def stream_for(kind: str, hints: list, states: list) -> tuple[SwarmCollector, EventStream]:
+        site = load(config_for(tmp_path, url, json.dumps(str(dirs[kind])), compose, name=f"{kind}.toml")).site("gbo")
+        collector = SwarmCollector(site, 5.0)
+        stream = EventStream("gbo", collector.endpoint, site.stacks, on_hint=lambda: hints.append(time.monotonic()),
+                             on_state=lambda c, e: states.append((c, e)), debounce=0.1, min_gap=0.2)
+        return collector, stream.start()
+
+    def until(condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            time.sleep(0.02)
+
+    hints: list[float] = []
+    states: list = []
+    collector, stream = stream_for("good", hints, states)
+    try:
+        until(lambda: stream.connected, 20, "the stream over TLS")
+        scaled = time.monotonic()
+        engine.docker("service", "scale", "-d", f"{STACK}_replicator=2")
+        until(lambda: hints, 2, "a hint over TLS")
+        assert hints[0] - scaled < 1.5
+    finally:
+        stream.close()
+        collector.close()
+        engine.docker("service", "scale", "-d", f"{STACK}_replicator=1")
+    assert not stream.alive
+
+    refused: list = []
+    collector, stream = stream_for("wrong-ca", [], refused)
+    try:
+        until(lambda: refused, 10, "the wrong CA to be said")
+    finally:
+        stream.close()
+        collector.close()
+    assert refused[0][0] is False and refused[0][1].startswith("TLS: CERTIFICATE_VERIFY_FAILED"), refused
+    engine.wait_converged({f"{STACK}_replicator": (1, 1)})
+
+
 def test_without_tls_the_engine_is_not_reached(tls_site, tmp_path):
     _, url, _, compose, _ = tls_site
     path = tmp_path / "plain.toml"
