@@ -145,7 +145,8 @@ class DtmonApp(App):
     def compose(self) -> ComposeResult:
         yield SiteBar(self.order, "ACTIONS ENABLED" if self.config.deploy.allow else "read-only",
                       late_after=self.config.refresh + self.config.timeout,
-                      live_late_after=self.live_refresh + self.config.timeout)
+                      live_late_after=self.live_refresh + self.config.timeout,
+                      slow_after_ms=self.config.slow_poll_ms)
         with Views():
             yield ServicesTable(compact_below=COMPACT_BELOW, id="services")
             if self.config.buckets is not None:

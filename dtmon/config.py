@@ -107,6 +107,7 @@ class _File(msgspec.Struct, forbid_unknown_fields=True):
     refresh: float = 5.0
     timeout: float = 5.0
     max_response_mb: float = 8.0
+    slow_poll_ms: float = 500.0
     sites: dict[str, _Site] = {}
     buckets: _Buckets | None = None
     prometheus: _Prometheus | None = None
@@ -225,6 +226,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     ssh_config: Path | None = None  #: `[ssh] config`: ssh's -F file for every ssh:// manager (None: ssh's own)
     max_response_mb: float = 8.0  #: the largest answer read from any server (MB); a larger one is refused
+    slow_poll_ms: float = 500.0  #: a site's chip shows its poll latency only from this many ms on
 
     @property
     def max_bytes(self) -> int:
@@ -523,6 +525,9 @@ def _build(path: Path, raw: _File) -> Config:
     max_response_mb = raw.max_response_mb
     if not math.isfinite(max_response_mb) or not 0 < max_response_mb <= 1024:
         raise ConfigError(f"{path}: max_response_mb: expected a size in MB above 0 and at most 1024, got {max_response_mb}")
+    slow_poll_ms = raw.slow_poll_ms
+    if not math.isfinite(slow_poll_ms) or not 0 <= slow_poll_ms <= 600_000:
+        raise ConfigError(f"{path}: slow_poll_ms: expected milliseconds from 0 to 600000, got {slow_poll_ms}")
     sites = []
     ssh_config = _expand(path, "ssh.config", raw.ssh.config)
     if ssh_config is not None:
@@ -608,7 +613,7 @@ def _build(path: Path, raw: _File) -> Config:
         _seconds(path, "events.debounce", raw.events.debounce, values.DEBOUNCE_RANGE),
     )
     return Config(path, refresh, timeout, tuple(sites), buckets, prometheus, deploy, health, events, ssh_config,
-                  float(max_response_mb))
+                  float(max_response_mb), float(slow_poll_ms))
 
 
 def _buckets(path: Path, raw: _Buckets) -> BucketsConfig:

@@ -122,12 +122,14 @@ def awaiting_first_poll(site: SiteStatus) -> bool:
 LIVE_MARK = "•"
 
 
-def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None, live: bool = False) -> Chip:
+def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None, live: bool = False,
+              slow_after_ms: float | None = None) -> Chip:
     """E.g. "chime ✓ 12ms 3s", "chime ▲3 12ms 3s", "kko ✗ 2m" (the age of the data shown);
     "chime• ✓ 12ms" when the site's event stream is open (`live`).
 
     With `late_after` (seconds), a reachable site's age is shown only once its data is that old:
     an age that cycles 0s, 1s, 2s with every poll says nothing, yet repaints the chip every second.
+    With `slow_after_ms`, the poll latency is shown only when it is at least that (worth attention).
     """
     if awaiting_first_poll(site):
         return Chip(f"{site.name} …", "pending")
@@ -146,7 +148,8 @@ def site_chip(site: SiteStatus, now: datetime, late_after: float | None = None, 
     name = site.name + (LIVE_MARK if live else "")
     # A site that answered through a manager other than its first says which one (its place in the list).
     manager = f"via #{site.manager_index + 1}" if site.manager_index else ""
-    text = " ".join(p for p in (name, mark, latency(site.latency_ms), manager, data_age if late else "") if p)
+    slow = slow_after_ms is None or (site.latency_ms is not None and site.latency_ms >= slow_after_ms)
+    text = " ".join(p for p in (name, mark, latency(site.latency_ms) if slow else "", manager, data_age if late else "") if p)
     return Chip(text, "problems" if problems else "ok")
 
 

@@ -94,7 +94,7 @@ async def test_rows_appear_keyed_and_grouped():
         assert keys[:2] == ["site:chime", "stack:chime/datatrail"]
         assert "chime/datatrail-daemons_inventory" in keys
         chips = app.query_one(SiteChips).shown
-        assert chips["chime"].text == "chime ▲3 12ms"  # fresh data: no ticking age
+        assert chips["chime"].text == "chime ▲3"  # fresh data: no ticking age; a fast poll: no latency figure
         assert chips["chime"].state == "problems"
         assert chips["gbo"].state == "unreachable"
         assert app.query_one(ServicesTable).ordered_columns[3].key.value == "tag"  # wide layout
@@ -533,6 +533,7 @@ async def test_a_chip_change_repaints_that_chip_only(monkeypatch):
 
     collectors = world()
     app = make_app(collectors)
+    app.config = replace(app.config, slow_poll_ms=0)  # every latency shown: the chip that changes is kko's
     async with app.run_test(size=WIDE) as pilot:
         await polled(pilot, app)
         chips = app.query_one(SiteChips)
@@ -555,3 +556,18 @@ async def test_a_chip_change_repaints_that_chip_only(monkeypatch):
         assert chips.shown["kko"].text == "kko ✓ 91ms"
         x = len(" chime ▲3 12ms ") + 1
         assert regions == [(((x, 0, len(" kko ✓ 91ms "), 1),), False)]
+
+
+async def test_a_fast_poll_keeps_its_latency_off_the_chip():
+    """Below slow_poll_ms (500 ms by default) a chip carries no latency, so its jitter repaints nothing;
+    a slow poll shows it."""
+    collectors = world()
+    app = make_app(collectors)
+    async with app.run_test(size=WIDE) as pilot:
+        await polled(pilot, app)
+        chips = app.query_one(SiteChips)
+        assert chips.shown["kko"].text == "kko ✓"
+        collectors[1].status = replace(kko(), latency_ms=1534.0)
+        await pilot.press("r")
+        await polled(pilot, app, 6)
+        assert chips.shown["kko"].text == "kko ✓ 1.5s"

@@ -325,3 +325,10 @@ def test_a_site_with_no_problem_says_ok():
     row = fmt.build_rows([kko()], NOW)[0]
     assert cell(row, "state") == fmt.Cell("ok", fmt.SUCCESS, bold=True)
     assert cell(row, "error").text == f"{len(kko().services)} services"
+
+
+def test_chip_shows_latency_only_when_slow():
+    """Below slow_poll_ms the latency is not on the chip: a jittering figure would repaint it every poll."""
+    assert "48ms" not in fmt.site_chip(kko(), NOW, late_after=10, slow_after_ms=500).text
+    assert fmt.site_chip(kko(), NOW, late_after=10, slow_after_ms=500).text == "kko ✓"
+    assert fmt.site_chip(kko(), NOW, late_after=10, slow_after_ms=40).text == "kko ✓ 48ms"

@@ -30,8 +30,9 @@ class SiteChips(Widget):
     COMPONENT_CLASSES = {f"sitechips--{state}" for state in CHIP_STATES}
 
     def __init__(self, sites: Sequence[str], late_after: float | None = None,
-                 live_late_after: float | None = None) -> None:
+                 live_late_after: float | None = None, slow_after_ms: float | None = None) -> None:
         super().__init__(id="chips")
+        self.slow_after_ms = slow_after_ms  #: latency below this is not shown: a figure that jitters every poll
         self.sites = tuple(sites)
         self.late_after = late_after
         #: A site with an open event stream is polled less often: its data is late only later.
@@ -48,7 +49,7 @@ class SiteChips(Widget):
             self._latency[site.name] = steady = steady_latency(shown, site.latency_ms)
             is_live = site.name in live
             late_after = self.live_late_after if is_live else self.late_after
-            chips[site.name] = site_chip(replace(site, latency_ms=steady), now, late_after, is_live)
+            chips[site.name] = site_chip(replace(site, latency_ms=steady), now, late_after, is_live, self.slow_after_ms)
         changed = [name for name in self.sites if name in chips and self.shown.get(name) != chips[name]]
         if not changed:
             return 0
@@ -91,15 +92,16 @@ class SiteBar(Horizontal):
     """Chips for every site, then the read-only marker on the right."""
 
     def __init__(self, sites: Sequence[str], marker: str, late_after: float | None = None,
-                 live_late_after: float | None = None) -> None:
+                 live_late_after: float | None = None, slow_after_ms: float | None = None) -> None:
         super().__init__(id="sitebar")
+        self._slow_after_ms = slow_after_ms
         self.sites = tuple(sites)
         self._marker = marker
         self._late_after = late_after
         self._live_late_after = live_late_after
 
     def compose(self) -> ComposeResult:
-        yield SiteChips(self.sites, self._late_after, self._live_late_after)
+        yield SiteChips(self.sites, self._late_after, self._live_late_after, self._slow_after_ms)
         yield Static(Content(self._marker), id="mode", markup=False)  # never changes: a Static will do
 
     def show(self, sites: Sequence[SiteStatus], now: datetime, live: Collection[str] = ()) -> int:
