@@ -80,7 +80,14 @@ def stable_compare(world, config: Path, site_names: list[str], settled=lambda re
 def failing_is_down(world):
     """`settled` for readings taken while the failing service is between two of its short-lived tasks."""
     site, service = world.failing
-    return lambda readings: readings[site].get(service) == (0, 1)
+
+    def failures() -> int:
+        # A crash loop is 3 failed tasks ([health] crashloop_failures); on a fresh world under load the engine
+        # may not have failed 3 yet, and then dtmon rightly says down, not crashloop: wait for the engine's 3.
+        states = world.engines[site].docker("service", "ps", service, "--format", "{{.CurrentState}}").stdout.split("\n")
+        return sum(1 for state in states if state.startswith(("Failed", "Rejected")))
+
+    return lambda readings: readings[site].get(service) == (0, 1) and failures() >= 3
 
 
 def test_status_json_reports_replicas_exactly_as_docker_service_ls(world):
