@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from .config import Config
@@ -82,6 +86,35 @@ def find_service(client: Any, site: Any, wanted: str) -> tuple[str | None, str]:
     return ids[0], names[0]
 
 
+class Deadline(BaseException):
+    """A step of `dtmon logs` ran past its deadline (a trickling or silent engine). A BaseException: docker-py
+    wraps every Exception of its version check into its own."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise Deadline in the code inside once `seconds` have passed, even inside a blocking read.
+
+    docker-py has only a per-read socket timeout, which an engine answering one byte every half second never
+    trips; an interval timer's signal interrupts the read wherever it is. Main thread only (signals are
+    delivered there); elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise Deadline(f"timed out after {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run(config: Config, args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print the logs; returns the exit code. Ctrl-C ends a follow (130) and a closed pipe ends it quietly (0)."""
     out = out or sys.stdout
@@ -113,25 +146,33 @@ def _run(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     colour = out.isatty() and "NO_COLOR" not in os.environ
     try:
         try:
-            client = collector.client(config.timeout)
-            service_id, name = find_service(client, site, args.service)
-            if service_id is None:
-                print(f"dtmon: {name}", file=sys.stderr)
-                return EXIT_FAILED
-            names = task_names(client, service_id)
+            with deadline(config.timeout):  # the lookups, whole: per-read timeouts never fire on a trickle
+                client = collector.client(config.timeout)
+                service_id, name = find_service(client, site, args.service)
+                if service_id is None:
+                    print(f"dtmon: {name}", file=sys.stderr)
+                    return EXIT_FAILED
+                names = task_names(client, service_id)
             if args.follow:
                 client.timeout = None  # a quiet service sends nothing for a long time; Ctrl-C ends the wait
-            for entry in read_logs(client, service_id, tail=args.tail, since=since, follow=args.follow):
-                if entry.task_id and entry.task_id not in names.tasks and args.follow:
-                    client.timeout = config.timeout
-                    names = task_names(client, service_id)  # a new task (a restart, a crash loop's next try)
-                    client.timeout = None
-                out.write(format_entry(entry, names, args.timestamps, colour) + "\n")
-                if args.follow:
-                    out.flush()
+            # Without --follow the read is bounded like the detail screen's (timeout, whole); a follow runs until Ctrl-C.
+            with deadline(config.timeout) if not args.follow else contextlib.nullcontext():
+                for entry in read_logs(client, service_id, tail=args.tail, since=since, follow=args.follow):
+                    if entry.task_id and entry.task_id not in names.tasks and args.follow:
+                        client.timeout = config.timeout
+                        with deadline(config.timeout):
+                            names = task_names(client, service_id)  # a new task (a restart, a crash loop's next try)
+                        client.timeout = None
+                    out.write(format_entry(entry, names, args.timestamps, colour) + "\n")
+                    if args.follow:
+                        out.flush()
             out.flush()
         except (KeyboardInterrupt, BrokenPipeError):
             raise
+        except Deadline as exc:
+            out.flush()
+            print(f"dtmon: logs of {sanitize.name(args.service)} at {site.name}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         except Exception as exc:  # noqa: BLE001 - one line naming the site, never a traceback
             print(f"dtmon: logs of {sanitize.name(args.service)} at {site.name}: {describe_error(exc)}", file=sys.stderr)
             return EXIT_FAILED

@@ -486,3 +486,25 @@ def _row_index(table, key: str) -> int:
         if table.coordinate_to_cell_key((index, 0))[0].value == key:
             return index
     raise AssertionError(f"no row {key}")
+
+
+@pytest.mark.parametrize("slow", ["everything", "the log stream"])
+@pytest.mark.parametrize("mode", ["trickle", "trickle_body"])
+def test_dtmon_logs_ends_a_trickling_engine_timed_out_within_its_deadline(tmp_path, mode, slow) -> None:
+    # docker-py's per-read timeout never fires on one byte every half second: `dtmon logs` waited forever.
+    routes = engine_routes()
+    routes["/services/svc0000"] = routes["/services"][0]  # what `docker service inspect` reads
+    with HostileServer(routes, socket_path=tmp_path / "engine.sock") as engine:
+        if slow == "everything":
+            engine.mode = mode
+        else:
+            engine.path_modes = {"/services/svc0000/logs": mode}
+        config = write_config(tmp_path, engine=engine.url)
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "dtmon", "--config", str(config), "logs", "hostile", "web_app"],
+                              capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1, done
+    assert done.stderr.strip().splitlines() == [f"dtmon: logs of web_app at hostile: timed out after {TIMEOUT:g}s"]
+    # lookups and the read have a deadline each (+ start-up of Python on a loaded machine)
+    assert elapsed < 2 * TIMEOUT + 4, elapsed
