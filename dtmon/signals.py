@@ -4,7 +4,9 @@ Python's default for both is to die on the spot, which leaves the operator's ter
 mouse tracking on and the cursor hidden (and, after a dropped SSH session, a dashboard nobody sees). Here the handler
 asks the app to exit from another thread (the signal arrives on the event loop's own thread, where
 `call_from_thread` may not be used), and Textual's normal shutdown restores the terminal. A second signal while the
-app is still ending gets the default action.
+app is still ending gets the default action. A shutdown that has not finished within `EXIT_GRACE` seconds (Textual's
+writer can block on a terminal that hung up) ends the process with the same status, so a dropped session never
+leaves a dashboard running that nobody sees.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Any
 
 #: The signals that end the dashboard cleanly: a kill, and a closed terminal or SSH session.
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+#: Seconds a signalled dashboard has to end cleanly before the process ends without further ado.
+EXIT_GRACE = 5.0
 
 
 def exit_status(signum: int | None) -> int:
@@ -43,6 +48,11 @@ def run_app(app: Any) -> int | None:
             return
         received.append(signum)
         threading.Thread(target=request_exit, name="dtmon-signal-exit", daemon=True).start()
+        threading.Thread(target=end_late, args=(signum,), name="dtmon-signal-grace", daemon=True).start()
+
+    def end_late(signum: int) -> None:
+        if not finished.wait(EXIT_GRACE):
+            os._exit(exit_status(signum))
 
     previous = {signum: signal.signal(signum, on_signal) for signum in ENDING_SIGNALS}
     try:

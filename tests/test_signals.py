@@ -87,3 +87,36 @@ def test_a_served_demo_world_is_cleaned_up_when_its_session_drops(tmp_path):
         code, _ = term.wait(15)
     assert code == 0
     assert not (tmp_path / "config.toml").exists()
+
+
+def test_a_dashboard_that_cannot_end_cleanly_is_ended_after_the_grace(tmp_path):
+    """An app whose shutdown hangs (Textual's writer blocked on a terminal that hung up) still ends, with the
+    signal's status, once EXIT_GRACE has passed: a dropped session never leaves a dashboard nobody sees."""
+    import subprocess
+
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import sys, threading\n"
+        "from dtmon import signals\n"
+        "signals.EXIT_GRACE = 1.0\n"
+        "class Stuck:\n"
+        "    def call_from_thread(self, fn):\n"
+        "        pass  # the exit request is taken, but the shutdown never finishes\n"
+        "    def run(self):\n"
+        "        print('running', flush=True)\n"
+        "        threading.Event().wait()\n"
+        "signals.run_app(Stuck())\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        started = time.monotonic()
+        os.kill(proc.pid, signal.SIGHUP)
+        code = proc.wait(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 128 + signal.SIGHUP
+    assert took >= 1.0  # the clean way was given its grace first
