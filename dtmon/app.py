@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from .config import Config
 from .format import COMPACT_BELOW, View, build_rows, columns, site_rows, stack_key, summary
-from .model import ServiceStatus, SiteStatus
+from .model import DEGRADED, DOWN, UPDATING, ServiceStatus, SiteStatus
 from .redact import config_secrets, scrub
 from .sanitize import clean
 from .screens.detail import DetailScreen
@@ -49,6 +49,12 @@ def stylesheet() -> Path:
 
 #: How long a notice given at start (`notice=`) stays on screen.
 NOTICE_SECONDS = 30.0
+
+
+#: While a site with an open event stream settles after a change, it is polled this often (seconds) ...
+SETTLE_POLL = 1.0
+#: ... for at most this long after its last event (a crash loop does not keep it polled every second for ever).
+SETTLE_WINDOW = 30.0
 
 
 def utc_now() -> datetime:
@@ -139,6 +145,7 @@ class DtmonApp(App):
         self.streams: dict[str, Any] = {}  #: site -> its EventStream (sites whose collector can give one)
         self.live: set[str] = set()  #: sites whose event stream is open
         self._again: set[str] = set()  #: sites with an event during their poll: polled again right after
+        self._last_event: dict[str, float] = {}  #: when each site's stream last hinted (monotonic seconds)
 
     # -- layout ------------------------------------------------------------------
 
@@ -254,8 +261,19 @@ class DtmonApp(App):
         return max(self.config.refresh, self.config.events.refresh)
 
     def poll_period(self, name: str) -> float:
-        """Seconds until a site's next poll: longer while its event stream says when something changes."""
-        return self.live_refresh if name in self.live else self.config.refresh
+        """Seconds until a site's next poll: longer while its event stream says when something changes.
+
+        Events do not say when a started task is finally running (the engine sends none for tasks), so a
+        site that something changed at shortly before, and that is still on its way (a service degraded, down
+        or updating), is polled every SETTLE_POLL seconds for up to SETTLE_WINDOW seconds after its last event.
+        """
+        if name not in self.live:
+            return self.config.refresh
+        since_event = time.monotonic() - self._last_event.get(name, float("-inf"))
+        moving = any(s.state in (DEGRADED, DOWN, UPDATING) for s in self.sites[name].services)
+        if moving and since_event < SETTLE_WINDOW:
+            return min(SETTLE_POLL, self.live_refresh)
+        return self.live_refresh
 
     def _start_streams(self) -> None:
         """An event stream per site whose collector can say where its engine is (not the test fakes)."""
@@ -278,6 +296,7 @@ class DtmonApp(App):
     def on_site_events(self, message: SiteEvents) -> None:
         name = message.site
         if message.connected is None:  # something changed at the site: poll it now
+            self._last_event[name] = time.monotonic()
             if name in self._in_flight:
                 self._again.add(name)  # the poll under way may have read the engine before the change
             else:
