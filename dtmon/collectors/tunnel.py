@@ -29,6 +29,10 @@ UP, CONNECTING, RECONNECTING, CLOSED = "up", "connecting", "reconnecting", "clos
 _PR_SET_PDEATHSIG = 1
 
 
+#: Seconds a request's failure waits to see whether ssh itself is ending (a kill closes its sockets first).
+ENDING_GRACE = 0.5
+
+
 def _ended(process: subprocess.Popen[bytes]) -> bool:
     """ssh has exited. Popen.poll() says "running" while another thread is in waitpid on it (the supervisor),
     so a zombie is read from /proc too."""
@@ -197,6 +201,13 @@ class SshTunnel:
     def failed(self) -> str | None:
         """After a request through the tunnel failed: why, when the tunnel itself is down (else None)."""
         with self._cond:
+            # A killed ssh closes its forwarded connections while it is still exiting (not yet a zombie):
+            # give it a moment to show as ended, then its supervisor a moment to say why.
+            grace = time.monotonic() + ENDING_GRACE
+            while self.state == UP and self._process is not None and not _ended(self._process):
+                if time.monotonic() >= grace:
+                    break
+                self._cond.wait(0.01)
             self._settle(2.0)
             if self.state == UP:
                 process = self._process
